@@ -1,0 +1,186 @@
+"""How a trained model sits on disk, and how it is loaded back for scoring or serving.
+
+A model directory holds the native model (``model.joblib`` or ``model.keras``), optionally an ONNX
+export (``model.onnx``, kept only if it reproduces the native predictions) and ``model.json``, which
+says which of the two is served. Evaluation, promotion and the service all load through
+:func:`load_predictor`, so the metrics a model is promoted on are the metrics of what is served.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import joblib
+import numpy as np
+import numpy.typing as npt
+from sklearn.base import BaseEstimator
+
+Flavor = Literal["sklearn", "keras"]
+MODEL_META = "model.json"
+ONNX_FILE = "model.onnx"
+NATIVE_FILES: dict[str, str] = {"sklearn": "model.joblib", "keras": "model.keras"}
+
+
+class ModelLoadError(RuntimeError):
+    """A model directory is incomplete, corrupted or made for another task."""
+
+
+def flavor_of(estimator: Any) -> Flavor:
+    from mloop.models.keras_mlp import KerasMLP
+
+    return "keras" if isinstance(estimator, KerasMLP) else "sklearn"
+
+
+def save_native(estimator: Any, directory: Path, task: str, features: list[str]) -> dict[str, Any]:
+    directory.mkdir(parents=True, exist_ok=True)
+    flavor = flavor_of(estimator)
+    if flavor == "keras":
+        estimator.model_.save(directory / NATIVE_FILES["keras"])
+    else:
+        joblib.dump(estimator, directory / NATIVE_FILES["sklearn"])
+    classes = getattr(estimator, "classes_", None)
+    meta: dict[str, Any] = {
+        "flavor": flavor,
+        "task": task,
+        "features": features,
+        "classes": None if classes is None else np.asarray(classes).tolist(),
+        "serving": "native",
+    }
+    write_meta(directory, meta)
+    return meta
+
+
+def write_meta(directory: Path, meta: dict[str, Any]) -> None:
+    (directory / MODEL_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    try:
+        meta: dict[str, Any] = json.loads((directory / MODEL_META).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{directory}: unreadable {MODEL_META}: {exc}") from None
+    if meta.get("flavor") not in NATIVE_FILES or meta.get("serving") not in ("native", "onnx"):
+        raise ModelLoadError(f"{directory}: {MODEL_META} names an unknown flavor or serving form")
+    return meta
+
+
+class OnnxPredictor(BaseEstimator):  # type: ignore[misc]
+    """An ONNX model behind ``predict``/``predict_proba``.
+
+    It subclasses ``BaseEstimator`` (and has a ``fit`` that refuses) only so that scikit-learn's
+    model-agnostic tools, such as ``permutation_importance``, accept it.
+    """
+
+    def __init__(self, path: Path, task: str, classes: list[Any] | None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # One thread: requests are already concurrent, and thread hand-off costs more than a tree walk.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.path = path
+        self.task = task
+        self.classes = classes
+        self.session_ = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name_ = self.session_.get_inputs()[0].name
+        if classes is not None:
+            self.classes_ = np.asarray(classes)
+
+    def fit(self, X: Any, y: Any) -> OnnxPredictor:
+        raise NotImplementedError("an exported ONNX model is not trainable; retrain the candidate")
+
+    def _run(self, X: npt.NDArray[Any]) -> list[Any]:
+        outputs: list[Any] = self.session_.run(
+            None, {self.input_name_: np.asarray(X, dtype=np.float32)}
+        )
+        return outputs
+
+    def predict(self, X: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        outputs = self._run(X)
+        if self.task == "classification":
+            return np.asarray(outputs[0]).ravel()
+        return np.asarray(outputs[0], dtype=np.float64).ravel()
+
+    def predict_proba(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        return np.asarray(self._run(X)[1], dtype=np.float64)
+
+
+def export_onnx(
+    estimator: Any, X_sample: npt.NDArray[np.float64], directory: Path, atol: float, rtol: float
+) -> tuple[bool, str]:
+    """Export a scikit-learn model to ONNX and keep it only if it matches the native predictions.
+
+    Returns whether the export is served and why. Conversion gaps (an estimator skl2onnx cannot
+    convert, or float32 thresholds flipping a tree branch) fall back to the native model. Parity is
+    ``|onnx - native| <= atol + rtol * |native|`` for every sample row: onnxruntime's tree ensembles
+    sum leaves in float32, so an absolute bound alone would reject every forest on a large-valued target.
+    """
+    if flavor_of(estimator) != "sklearn":
+        return False, "no ONNX export for this flavor"
+    try:
+        from skl2onnx import to_onnx
+
+        onnx_model = to_onnx(
+            estimator,
+            X_sample[:1].astype(np.float32),
+            options={"zipmap": False} if hasattr(estimator, "classes_") else None,
+            target_opset={"": 17, "ai.onnx.ml": 3},
+        )
+    except Exception as exc:  # noqa: BLE001 - any converter failure means "serve native"
+        return False, f"ONNX conversion failed: {type(exc).__name__}: {exc}"[:300]
+    path = directory / ONNX_FILE
+    path.write_bytes(onnx_model.SerializeToString())
+    meta = read_meta(directory)
+    exported = OnnxPredictor(path, meta["task"], meta["classes"])
+    if meta["task"] == "classification":
+        native, served = estimator.predict_proba(X_sample), exported.predict_proba(X_sample)
+        same_labels = bool(np.array_equal(exported.predict(X_sample), estimator.predict(X_sample)))
+    else:
+        native, served = estimator.predict(X_sample), exported.predict(X_sample)
+        same_labels = True
+    diff = float(np.max(np.abs(served - native)))
+    within = bool(np.all(np.abs(served - native) <= atol + rtol * np.abs(native)))
+    if not within or not same_labels:
+        path.unlink()
+        return False, f"ONNX export differs from the native model (max abs diff {diff:.3g})"
+    meta.update(serving="onnx", onnx_max_abs_diff=diff)
+    write_meta(directory, meta)
+    return True, f"served with onnxruntime (max abs diff {diff:.3g})"
+
+
+def load_native(directory: Path) -> Any:
+    meta = read_meta(directory)
+    path = directory / NATIVE_FILES[meta["flavor"]]
+    if not path.is_file():
+        raise ModelLoadError(f"{directory}: {path.name} is missing")
+    try:
+        if meta["flavor"] == "sklearn":
+            return joblib.load(path)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import keras
+
+        from mloop.models.keras_mlp import KerasMLP
+
+        wrapper = KerasMLP(task=meta["task"])
+        wrapper.model_ = keras.saving.load_model(path)
+        if meta["classes"] is not None:
+            wrapper.classes_ = np.asarray(meta["classes"])
+        return wrapper
+    except Exception as exc:  # noqa: BLE001 - a corrupt file can fail in many library-specific ways
+        raise ModelLoadError(f"{path}: cannot load: {type(exc).__name__}: {exc}") from None
+
+
+def load_predictor(directory: Path) -> Any:
+    """The model as it is served: the ONNX export when it was validated, else the native model."""
+    meta = read_meta(directory)
+    if meta["serving"] == "onnx":
+        try:
+            return OnnxPredictor(directory / ONNX_FILE, meta["task"], meta["classes"])
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"{directory / ONNX_FILE}: cannot load: {exc}") from None
+    return load_native(directory)

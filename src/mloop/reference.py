@@ -1,0 +1,79 @@
+"""Reference statistics of the training data, and the drift score computed against them.
+
+The pipeline writes them (prepare) and the service reads them (drift gauges), so the binning and the
+score live in one place. Bins are quantiles of the training data: each holds a similar share of rows,
+which keeps the population stability index (PSI) well-behaved for skewed features.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+# A bin the reference never saw would make PSI infinite; floor proportions at this share instead.
+PSI_EPSILON = 1e-4
+# Features with at most this many distinct values are treated as categorical (one bin per value).
+MAX_CATEGORIES = 10
+
+
+def feature_reference(values: npt.NDArray[np.float64], bins: int) -> dict[str, Any]:
+    """Histogram of one feature: interior bin edges (open-ended outer bins) and row proportions."""
+    distinct = np.unique(values)
+    if len(distinct) <= MAX_CATEGORIES:
+        counts = np.array([(values == v).sum() for v in distinct], dtype=float)
+        return {
+            "kind": "categorical",
+            "categories": distinct.tolist(),
+            "proportions": (counts / counts.sum()).tolist(),
+        }
+    quantiles = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+    edges = np.unique(quantiles)
+    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
+    return {
+        "kind": "numeric",
+        "bin_edges": edges.tolist(),
+        "proportions": (counts / counts.sum()).tolist(),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+    }
+
+
+def compute_reference(
+    frame: pd.DataFrame, features: list[str], target: str, bins: int
+) -> dict[str, Any]:
+    return {
+        "rows": int(len(frame)),
+        "bins": bins,
+        "features": {
+            name: feature_reference(frame[name].to_numpy(dtype=float), bins) for name in features
+        },
+        "target": feature_reference(frame[target].to_numpy(dtype=float), bins),
+    }
+
+
+def bin_counts(reference: dict[str, Any], values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Count recent values into the reference's bins (unknown categories fall into no bin)."""
+    if reference["kind"] == "categorical":
+        categories = np.asarray(reference["categories"], dtype=float)
+        return np.array([(values == c).sum() for c in categories], dtype=np.int64)
+    edges = np.asarray(reference["bin_edges"], dtype=float)
+    indices = np.searchsorted(edges, values, side="left")
+    return np.bincount(indices, minlength=len(edges) + 1).astype(np.int64)
+
+
+def psi(reference: dict[str, Any], values: npt.NDArray[np.float64]) -> float:
+    """Population stability index of recent values against the reference (0 = same distribution).
+
+    Rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift.
+    """
+    counts = bin_counts(reference, values).astype(float)
+    if counts.sum() == 0:
+        return 0.0
+    actual = np.maximum(counts / counts.sum(), PSI_EPSILON)
+    expected = np.maximum(np.asarray(reference["proportions"], dtype=float), PSI_EPSILON)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
