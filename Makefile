@@ -1,0 +1,56 @@
+# Task runner. `make help` lists the targets. Everything runs inside .venv, created on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# DVC stages run `python -m mloop.<stage>`: put the venv first on PATH for them.
+export PATH := $(BIN):$(PATH)
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.DEFAULT_GOAL := help
+.PHONY: help install quickstart repro metrics plots test test-fast lint format clean clean-all
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar off -e ".[tensorflow,dev]"
+	touch $@
+
+install: $(STAMP) ## Create .venv and install the package with TensorFlow and dev tools
+
+quickstart: install repro ## Install, then run the whole pipeline and print the metrics
+
+repro: $(STAMP) ## Run the DVC pipeline (ingest → promote); nothing changed = nothing runs
+	dvc repro
+	@dvc metrics show --precision 4
+
+metrics: $(STAMP) ## Show metrics, and their diff against the last commit
+	dvc metrics diff --precision 4
+
+plots: $(STAMP) ## Render the DVC plots to reports/plots.html (vega is loaded from a CDN)
+	dvc plots show -o reports/plots-html
+
+test: $(STAMP) ## Run the whole test suite (unit, data, model, end to end, lint)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) ## Run the tests that do not run the whole pipeline
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP) ## black --check, flake8, mypy (strict on src/)
+	$(BIN)/black --check .
+	$(BIN)/flake8
+	$(BIN)/mypy
+
+format: $(STAMP) ## Reformat the code with black
+	$(BIN)/black .
+
+clean: ## Remove caches and pipeline outputs (keeps .venv, the MLflow store and the DVC cache)
+	rm -rf .pytest_cache .mypy_cache reports/plots-html
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+clean-all: clean ## Also remove .venv, the MLflow store (mlflow.db, mlruns/) and the DVC cache
+	rm -rf $(VENV) mlflow.db mlruns .dvc/cache

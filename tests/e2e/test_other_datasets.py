@@ -1,0 +1,83 @@
+"""Other datasets through the same pipeline, by configuration only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mloop.bundle import load_bundle
+from tests.e2e.conftest import dvc_repro, set_params
+
+pytestmark = pytest.mark.slow
+
+
+def test_classification_dataset_runs_by_configuration_only(make_repo: Callable[[str], Path]) -> None:
+    repo = make_repo("breast_cancer")
+    set_params(repo, dataset="datasets/breast_cancer.yaml")
+    dvc_repro(repo)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["task"] == "classification"
+    for values in metrics["candidates"].values():
+        assert set(values) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
+    report = json.loads((repo / "reports/promotion.json").read_text())
+    assert report["metric"] == "roc_auc" and report["decision"] == "promoted"
+    for name in metrics["candidates"]:
+        assert (repo / "reports/plots/confusion" / f"{name}.csv").is_file()
+    bundle = load_bundle(repo / "models/champion")
+    assert bundle.meta["task"] == "classification"
+    test = pd.read_parquet(repo / "data/prepared/test.parquet")
+    labels = bundle.predictor.predict(test[bundle.features].to_numpy())
+    assert set(np.unique(labels)) <= {0, 1}
+    assert report["challenger"]["metrics"]["roc_auc"] > 0.95
+
+
+def wine_like_csv(path: Path, rows: int = 360, seed: int = 7) -> None:
+    """A CSV in the UCI wine format (semicolon, quoted header) with plausible values and duplicates."""
+    rng = np.random.default_rng(seed)
+    schema = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "datasets/wine_red.yaml").read_text()
+    )
+    columns = {}
+    for name, spec in schema["columns"].items():
+        low, high = spec["min"], spec["max"]
+        span = high - low
+        columns[name] = rng.uniform(low + 0.2 * span, low + 0.5 * span, rows).round(4)
+    frame = pd.DataFrame(columns)
+    frame["quality"] = np.clip(
+        np.round(3 + 4 * (frame["alcohol"] - 8.8) / 4 - frame["volatile acidity"]), 0, 10
+    ).astype(int)
+    frame = pd.concat([frame, frame.iloc[:40]], ignore_index=True)  # exact duplicates, as in UCI data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, sep=";", index=False, quoting=1 if False else 0)
+
+
+def test_wine_configuration_on_a_generated_csv(make_repo: Callable[[str], Path]) -> None:
+    repo = make_repo("wine")
+    sample = repo / "data/external/winequality-red-sample.csv"
+    wine_like_csv(sample)
+    schema_path = repo / "datasets/wine_red.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    # only the source moves: columns, dtypes, ranges and target are the shipped wine configuration
+    schema["source"]["path"] = str(sample)
+    schema["source"]["sha256"] = hashlib.sha256(sample.read_bytes()).hexdigest()
+    schema_path.write_text(yaml.safe_dump(schema, sort_keys=False))
+    set_params(repo, dataset="datasets/wine_red.yaml")
+    dvc_repro(repo)
+
+    bundle = load_bundle(repo / "models/champion")
+    assert bundle.meta["registered_model"] == "mloop-wine-red"
+    assert bundle.features == [c for c in schema["columns"] if c != "quality"]
+    reference = json.loads((repo / "data/prepared/reference_stats.json").read_text())
+    assert reference["split"]["strategy"] == "group_duplicates"
+    train = pd.read_parquet(repo / "data/prepared/train.parquet")
+    test = pd.read_parquet(repo / "data/prepared/test.parquet")
+    key = list(bundle.features)
+    shared = train[key].merge(test[key].drop_duplicates(), how="inner")
+    assert shared.empty, "an identical input sits on both sides of the split"
