@@ -72,7 +72,9 @@ def load_bundle(path: Path) -> Bundle:
     if missing:
         raise BundleError(f"{path}: {META_FILE} lacks {', '.join(missing)}")
     if meta["format_version"] != FORMAT_VERSION:
-        raise BundleError(f"{path}: bundle format {meta['format_version']}, expected {FORMAT_VERSION}")
+        raise BundleError(
+            f"{path}: bundle format {meta['format_version']}, expected {FORMAT_VERSION}"
+        )
     try:
         schema = load_schema(path / SCHEMA_FILE)
         model_meta = read_meta(path / MODEL_DIR)

@@ -1,11 +1,12 @@
 """Typed view of ``params.yaml`` and of the dataset schema file it points to.
 
-This is the only module that reads configuration files, so every stage sees the same validated values
-and a typo in ``params.yaml`` fails loudly before any work starts, naming the offending key.
+This is the only module that reads configuration files, so every stage sees the same validated
+values and a typo in ``params.yaml`` fails loudly before any work starts, naming the offending key.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -198,30 +199,25 @@ class Params(_Strict):
     tracking: TrackingParams
 
 
-class Config(BaseModel):
+@dataclass(frozen=True)
+class Config:
     """Everything a stage needs: the params and the schema of the dataset they select."""
 
-    model_config = ConfigDict(frozen=True)
-
     params: Params
-    schema_: DatasetSchema
+    schema: DatasetSchema
     params_file: Path
 
     @property
-    def schema(self) -> DatasetSchema:  # noqa: D401 - the natural name clashes with BaseModel
-        return self.schema_
-
-    @property
     def registered_model_name(self) -> str:
-        return f"{self.params.promote.registered_model_prefix}{self.schema_.name}"
+        return f"{self.params.promote.registered_model_prefix}{self.schema.name}"
 
     @property
     def experiment_name(self) -> str:
-        return f"{self.params.tracking.experiment_prefix}{self.schema_.name}"
+        return f"{self.params.tracking.experiment_prefix}{self.schema.name}"
 
     @property
     def selection_metric(self) -> str:
-        return self.params.promote.metric_for(self.schema_.task)
+        return self.params.promote.metric_for(self.schema.task)
 
 
 def _read_yaml(path: Path) -> Any:
@@ -261,7 +257,7 @@ def load_config(params_file: Path = DEFAULT_PARAMS) -> Config:
     schema_path = params.dataset
     if not schema_path.is_absolute():
         schema_path = params_file.parent / schema_path
-    return Config(params=params, schema_=load_schema(schema_path), params_file=params_file)
+    return Config(params=params, schema=load_schema(schema_path), params_file=params_file)
 
 
 def metric_is_lower_better(metric: str) -> bool:

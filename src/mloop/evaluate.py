@@ -30,7 +30,9 @@ from mloop.validate import read_typed
 IMPORTANCE_SCORING = {"regression": "neg_root_mean_squared_error", "classification": "accuracy"}
 
 
-def single_row_latency(model: Any, row: npt.NDArray[Any], warmup: int, repeats: int) -> dict[str, float]:
+def single_row_latency(
+    model: Any, row: npt.NDArray[Any], warmup: int, repeats: int
+) -> dict[str, float]:
     """Wall time of one in-process ``predict`` on one row, in milliseconds (median and tail)."""
     for _ in range(warmup):
         model.predict(row)
@@ -54,7 +56,10 @@ def _write_plots(
     predictions = model.predict(X)
     if task == "regression":
         _csv(plots / "predictions" / f"{name}.csv", {"actual": y, "predicted": predictions})
-        _csv(plots / "residuals" / f"{name}.csv", {"predicted": predictions, "residual": y - predictions})
+        _csv(
+            plots / "residuals" / f"{name}.csv",
+            {"predicted": predictions, "residual": y - predictions},
+        )
     else:
         _csv(plots / "confusion" / f"{name}.csv", {"actual": y, "predicted": predictions})
         if hasattr(model, "predict_proba") and len(np.unique(y)) == 2:
@@ -123,7 +128,9 @@ def run(config: Config) -> dict[str, Any]:
         _write_plots(config, name, served, X, y)
         with mlflow.start_run(run_id=entry["run_id"]):
             mlflow.log_metrics({f"test_{key}": value for key, value in quality[name].items()})
-            mlflow.log_metrics({f"latency_{k}": v for k, v in latency[name].items() if k.endswith("_ms")})
+            mlflow.log_metrics(
+                {f"latency_{k}": v for k, v in latency[name].items() if k.endswith("_ms")}
+            )
         console.print(
             f"{name:<24} "
             + "  ".join(f"{key} {value:.4f}" for key, value in quality[name].items())
@@ -132,7 +139,12 @@ def run(config: Config) -> dict[str, Any]:
 
     write_json(
         paths.metrics,
-        {"dataset": schema.name, "task": schema.task, "test_rows": int(len(test)), "candidates": quality},
+        {
+            "dataset": schema.name,
+            "task": schema.task,
+            "test_rows": int(len(test)),
+            "candidates": quality,
+        },
     )
     write_json(paths.latency, {"candidates": latency})
     return {"quality": quality, "latency": latency}

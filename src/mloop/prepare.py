@@ -19,7 +19,8 @@ from mloop.validate import read_typed
 
 def duplicate_groups(frame: pd.DataFrame, features: list[str]) -> npt.NDArray[np.uint64]:
     """One id per distinct feature vector: rows sharing an id are copies of the same input."""
-    return pd.util.hash_pandas_object(frame[features], index=False).to_numpy()
+    hashes = pd.util.hash_pandas_object(frame[features], index=False)
+    return np.asarray(hashes, dtype=np.uint64)
 
 
 def split_indices(

@@ -1,4 +1,4 @@
-"""Stage 6 - promote: the best eligible candidate replaces the champion only if it is at least as good.
+"""Stage 6 - promote: the best eligible candidate replaces the champion only if it is as good.
 
 "Eligible" means within the single-row latency budget. The champion is whatever the MLflow registry
 alias ``champion`` points at; it is re-scored on today's test split, so both sides are judged on the
@@ -8,6 +8,7 @@ same rows. Every decision, including "keep the champion", is written to the prom
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -131,7 +132,9 @@ def _print_table(
 ) -> None:
     names = list(quality)
     columns = list(next(iter(quality.values())))
-    table = Table(title=f"candidates on the test split (selection: {metric}, budget {budget_ms} ms)")
+    table = Table(
+        title=f"candidates on the test split (selection: {metric}, budget {budget_ms} ms)"
+    )
     table.add_column("model")
     for column in columns:
         table.add_column(column, justify="right")
@@ -192,10 +195,19 @@ def run(config: Config) -> dict[str, Any]:
             raise StageError(f"{reason}, and there is no champion to keep")
     else:
         entry = manifest["candidates"][name]
-        challenger = {"name": name, "kind": entry["kind"], "metrics": quality[name], "latency": latency[name]}
+        challenger = {
+            "name": name,
+            "kind": entry["kind"],
+            "metrics": quality[name],
+            "latency": latency[name],
+        }
         promoted, reason = _decide(challenger, champion, metric, params.promote.tolerance)
         challenger["version"] = _register(config, entry, promoted, reason)
-        report.update(decision="promoted" if promoted else "kept_champion", reason=reason, challenger=challenger)
+        report.update(
+            decision="promoted" if promoted else "kept_champion",
+            reason=reason,
+            challenger=challenger,
+        )
         if promoted:
             run_info = MlflowClient().get_run(entry["run_id"]).info
             lineage = manifest["lineage"]
@@ -219,7 +231,9 @@ def run(config: Config) -> dict[str, Any]:
                     "features": schema.features,
                     "metrics": quality[name],
                     "latency": latency[name],
-                    "trained_at": datetime.fromtimestamp(run_info.start_time / 1000, timezone.utc).isoformat(),
+                    "trained_at": datetime.fromtimestamp(
+                        run_info.start_time / 1000, timezone.utc
+                    ).isoformat(),
                     "promoted_at": datetime.now(timezone.utc).isoformat(),
                     **lineage,
                 },
@@ -227,8 +241,10 @@ def run(config: Config) -> dict[str, Any]:
     write_json(paths.promotion_report, report)
 
     if promoted:
-        console.print(f"[bold green]promoted[/] {name} as {config.registered_model_name} "
-                      f"v{report['challenger']['version']} → {paths.champion_dir}: {reason}")
+        console.print(
+            f"[bold green]promoted[/] {name} as {config.registered_model_name} "
+            f"v{report['challenger']['version']} → {paths.champion_dir}: {reason}"
+        )
     else:
         console.print(f"[bold yellow]champion kept[/]: {reason}")
         if params.promote.fail_if_not_promoted:
@@ -248,9 +264,7 @@ def main(
         config = load_config(params)
         if fail_if_not_promoted:
             promote = config.params.promote.model_copy(update={"fail_if_not_promoted": True})
-            config = config.model_copy(
-                update={"params": config.params.model_copy(update={"promote": promote})}
-            )
+            config = replace(config, params=config.params.model_copy(update={"promote": promote}))
         run(config)
 
 

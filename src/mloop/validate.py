@@ -83,7 +83,9 @@ def format_violations(violations: list[dict[str, Any]]) -> str:
             f"row {ex['row']}: {ex['value']}" if ex["row"] is not None else f"{ex['value']}"
             for ex in item["examples"]
         )
-        lines.append(f"  - column {item['column']!r}: {item['rule']} failed {item['count']}x ({shown})")
+        lines.append(
+            f"  - column {item['column']!r}: {item['rule']} failed {item['count']}x ({shown})"
+        )
     return "\n".join(lines)
 
 
@@ -91,7 +93,12 @@ def check(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.DataFrame, lis
     """Return the typed frame (schema columns only, schema order) and the list of violations."""
     if frame.empty and len(frame.columns) == 0:
         return frame, [
-            {"column": "(dataset)", "rule": "not_empty", "count": 1, "examples": [{"row": None, "value": "empty file"}]}
+            {
+                "column": "(dataset)",
+                "rule": "not_empty",
+                "count": 1,
+                "examples": [{"row": None, "value": "empty file"}],
+            }
         ]
     try:
         typed = dataframe_schema(schema).validate(frame, lazy=True)

@@ -21,6 +21,7 @@ def pipeline_env(repo: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["PYTHONPATH"] = str(repo / "src")  # the copy's own code, not the editable install's
     env.pop("MLFLOW_TRACKING_URI", None)
     env["COLUMNS"] = "160"
     return env
@@ -65,7 +66,18 @@ def fresh_copy(destination: Path) -> Path:
     run(destination, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     run(destination, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
     remote = destination.parent / f"{destination.name}-remote"
-    run(destination, sys.executable, "-m", "dvc", "remote", "modify", "--local", "local", "url", str(remote))
+    run(
+        destination,
+        sys.executable,
+        "-m",
+        "dvc",
+        "remote",
+        "modify",
+        "--local",
+        "local",
+        "url",
+        str(remote),
+    )
     return destination
 
 

@@ -18,7 +18,9 @@ from tests.e2e.conftest import dvc_repro, set_params
 pytestmark = pytest.mark.slow
 
 
-def test_classification_dataset_runs_by_configuration_only(make_repo: Callable[[str], Path]) -> None:
+def test_classification_dataset_runs_by_configuration_only(
+    make_repo: Callable[[str], Path],
+) -> None:
     repo = make_repo("breast_cancer")
     set_params(repo, dataset="datasets/breast_cancer.yaml")
     dvc_repro(repo)
@@ -53,7 +55,9 @@ def wine_like_csv(path: Path, rows: int = 360, seed: int = 7) -> None:
     frame["quality"] = np.clip(
         np.round(3 + 4 * (frame["alcohol"] - 8.8) / 4 - frame["volatile acidity"]), 0, 10
     ).astype(int)
-    frame = pd.concat([frame, frame.iloc[:40]], ignore_index=True)  # exact duplicates, as in UCI data
+    frame = pd.concat(
+        [frame, frame.iloc[:40]], ignore_index=True
+    )  # exact duplicates, as in UCI data
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, sep=";", index=False, quoting=1 if False else 0)
 

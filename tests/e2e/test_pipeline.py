@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mloop.bundle import load_bundle
-from tests.e2e.conftest import dvc_repro, run, set_params
+from tests.e2e.conftest import dvc_repro, run
 
 pytestmark = pytest.mark.slow
 CANDIDATES = ["baseline", "elasticnet", "random_forest", "extra_trees", "hist_gb", "keras_mlp"]
@@ -59,7 +59,9 @@ def test_default_run_promotes_a_consistent_champion(default_run: DefaultRun) -> 
     head = run(repo, "git", "rev-parse", "HEAD").stdout.strip()
     assert bundle.meta["git_commit"] == head
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    raw_out = next(o for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw/dataset.csv")
+    raw_out = next(
+        o for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw/dataset.csv"
+    )
     assert bundle.meta["data_md5"] == raw_out["md5"]
     # the bundle's model reproduces the evaluated metric on the test split
     test = pd.read_parquet(repo / "data/prepared/test.parquet")
@@ -114,7 +116,9 @@ def test_second_repro_does_no_work(default_run: DefaultRun) -> None:
     assert "up to date" in status
 
 
-def test_pipeline_is_deterministic(default_run: DefaultRun, make_repo: Callable[[str], Path]) -> None:
+def test_pipeline_is_deterministic(
+    default_run: DefaultRun, make_repo: Callable[[str], Path]
+) -> None:
     first, _ = default_run
     second = make_repo("second")
     dvc_repro(second)
@@ -135,12 +139,30 @@ def test_dvc_push_pull_round_trip(default_run: DefaultRun, tmp_path: Path) -> No
     for generated in ("data/raw/dataset.csv", "data/prepared", "models", "mlflow.db", "mlruns"):
         target = clone / generated
         shutil.rmtree(target) if target.is_dir() else target.unlink()
-    run(clone, sys.executable, "-m", "dvc", "remote", "modify", "--local", "local", "url", str(remote))
+    run(
+        clone,
+        sys.executable,
+        "-m",
+        "dvc",
+        "remote",
+        "modify",
+        "--local",
+        "local",
+        "url",
+        str(remote),
+    )
     run(clone, sys.executable, "-m", "dvc", "pull")
-    for path in ("data/raw/dataset.csv", "data/prepared/train.parquet", "models/champion/bundle.json"):
+    for path in (
+        "data/raw/dataset.csv",
+        "data/prepared/train.parquet",
+        "models/champion/bundle.json",
+    ):
         original, pulled = (repo / path).read_bytes(), (clone / path).read_bytes()
         assert hashlib.sha256(original).digest() == hashlib.sha256(pulled).digest(), path
-    assert load_bundle(clone / "models/champion").version == load_bundle(repo / "models/champion").version
+    assert (
+        load_bundle(clone / "models/champion").version
+        == load_bundle(repo / "models/champion").version
+    )
 
 
 def test_worse_candidate_is_never_promoted(default_run: DefaultRun) -> None:

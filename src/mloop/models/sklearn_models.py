@@ -23,7 +23,10 @@ from mloop.config import Task
 ESTIMATORS: dict[str, dict[Task, type[BaseEstimator]]] = {
     "baseline": {"regression": DummyRegressor, "classification": DummyClassifier},
     "linear": {"regression": ElasticNet, "classification": LogisticRegression},
-    "random_forest": {"regression": RandomForestRegressor, "classification": RandomForestClassifier},
+    "random_forest": {
+        "regression": RandomForestRegressor,
+        "classification": RandomForestClassifier,
+    },
     "extra_trees": {"regression": ExtraTreesRegressor, "classification": ExtraTreesClassifier},
     "hist_gradient_boosting": {
         "regression": HistGradientBoostingRegressor,
