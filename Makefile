@@ -26,7 +26,7 @@ quickstart: install repro ## Install, then run the whole pipeline and print the 
 
 repro: $(STAMP) ## Run the DVC pipeline (ingest → promote); nothing changed = nothing runs
 	dvc repro
-	@dvc metrics show --precision 4
+	@python -m mloop.summary
 
 metrics: $(STAMP) ## Show metrics, and their diff against the last commit
 	dvc metrics diff --precision 4

@@ -11,7 +11,9 @@ from rich.console import Console
 from mloop.config import ConfigError
 from mloop.errors import StageError
 
-console = Console(stderr=True, highlight=False)
+# Pipelines mostly run in CI logs and under `dvc repro`, where rich would assume 80 columns.
+_interactive = sys.stderr.isatty()
+console = Console(stderr=True, highlight=False, width=None if _interactive else 120)
 
 
 @contextmanager

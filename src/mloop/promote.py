@@ -122,7 +122,7 @@ def _register(config: Config, entry: dict[str, Any], promoted: bool, reason: str
     return str(version.version)
 
 
-def _print_table(
+def print_table(
     quality: dict[str, dict[str, float]],
     latency: dict[str, dict[str, Any]],
     metric: str,
@@ -130,6 +130,7 @@ def _print_table(
     champion: dict[str, Any] | None,
     budget_ms: float,
 ) -> None:
+    """The candidates, their latency, the chosen challenger (★) and the champion it was held to."""
     names = list(quality)
     columns = list(next(iter(quality.values())))
     table = Table(
@@ -177,7 +178,7 @@ def run(config: Config) -> dict[str, Any]:
     configure(config)
     name, over_budget = select_challenger(quality, latency, metric, budget)
     champion = current_champion(config, X, y)
-    _print_table(quality, latency, metric, name, champion, budget)
+    print_table(quality, latency, metric, name, champion, budget)
 
     report: dict[str, Any] = {
         "registered_model": config.registered_model_name,

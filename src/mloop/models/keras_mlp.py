@@ -110,9 +110,20 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
         return self
 
     def _forward(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-        # Calling the model directly skips Keras' predict() loop, which costs ~30 ms per call.
-        output = self.model_(np.asarray(X, dtype="float32"), training=False)
-        return np.asarray(output, dtype=np.float64)
+        # A traced graph with a fixed signature: one row takes ~0.4 ms, against ~5 ms for an eager
+        # call and ~30 ms for Keras' predict() loop. Traced once per estimator, on first use.
+        inputs = np.asarray(X, dtype="float32")
+        forward = getattr(self, "_traced_forward", None)
+        if forward is None:
+            import tensorflow as tf
+
+            model = self.model_
+            forward = tf.function(
+                lambda batch: model(batch, training=False),
+                input_signature=[tf.TensorSpec([None, inputs.shape[1]], tf.float32)],
+            )
+            self._traced_forward = forward
+        return np.asarray(forward(inputs), dtype=np.float64)
 
     def predict(self, X: npt.NDArray[Any]) -> npt.NDArray[Any]:
         output = self._forward(X)
