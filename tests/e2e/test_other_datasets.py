@@ -85,3 +85,14 @@ def test_wine_configuration_on_a_generated_csv(make_repo: Callable[[str], Path])
     key = list(bundle.features)
     shared = train[key].merge(test[key].drop_duplicates(), how="inner")
     assert shared.empty, "an identical input sits on both sides of the split"
+
+    # The retrain loop: labelled production rows dropped in data/feedback/ are learnt on next repro.
+    source_rows = json.loads((repo / "data/raw/manifest.json").read_text())["rows"]
+    feedback = pd.read_csv(sample, sep=";").sample(25, random_state=1)
+    feedback["prediction_id"] = range(len(feedback))  # export columns beyond the schema are dropped
+    feedback.to_parquet(repo / "data/feedback/export-0001.parquet", index=False)
+    again = dvc_repro(repo)
+    assert "Running stage 'ingest'" in again.stdout
+    manifest = json.loads((repo / "data/raw/manifest.json").read_text())
+    assert manifest["extra_rows"] == 25 and manifest["rows"] == source_rows + 25
+    assert len(pd.read_csv(repo / "data/raw/dataset.csv")) == source_rows + 25
