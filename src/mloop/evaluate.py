@@ -24,6 +24,7 @@ from mloop.errors import StageError
 from mloop.fileio import read_json, write_json
 from mloop.metrics import round_metrics, score
 from mloop.models.store import load_native, load_predictor
+from mloop.tracking import configure
 from mloop.train import MANIFEST
 from mloop.validate import read_typed
 
@@ -95,8 +96,6 @@ def _csv(path: Path, columns: dict[str, Any]) -> None:
 
 def run(config: Config) -> dict[str, Any]:
     import mlflow
-
-    from mloop.tracking import configure
 
     schema, paths, evaluate = config.schema, config.params.paths, config.params.evaluate
     manifest_path = paths.candidates_dir / MANIFEST

@@ -24,6 +24,7 @@ from mloop.errors import PromotionRefused, StageError
 from mloop.fileio import read_json, write_json
 from mloop.metrics import round_metrics, score
 from mloop.models.store import ModelLoadError, load_predictor, read_meta
+from mloop.tracking import configure
 from mloop.train import MANIFEST
 from mloop.validate import read_typed
 
@@ -162,8 +163,6 @@ def print_table(
 
 def run(config: Config) -> dict[str, Any]:
     from mlflow.tracking import MlflowClient
-
-    from mloop.tracking import configure
 
     schema, params, paths = config.schema, config.params, config.params.paths
     metric, budget = config.selection_metric, params.promote.max_latency_ms

@@ -10,6 +10,8 @@ from mloop.config import Config
 from mloop.fileio import file_digest
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# The pipeline is offline-first: MLflow's usage telemetry would only time out (opt back in with false).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def tracking_uri(config: Config) -> str:
