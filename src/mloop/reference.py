@@ -57,10 +57,16 @@ def compute_reference(
 
 
 def bin_counts(reference: dict[str, Any], values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    """Count recent values into the reference's bins (unknown categories fall into no bin)."""
+    """Count recent values into the reference's bins.
+
+    Categorical features get one extra, last bin for values the training data never had: unseen
+    categories are the strongest drift signal there is and must not vanish from the count.
+    """
     if reference["kind"] == "categorical":
         categories = np.asarray(reference["categories"], dtype=float)
-        return np.array([(values == c).sum() for c in categories], dtype=np.int64)
+        known = [(values == c).sum() for c in categories]
+        unseen = len(values) - sum(known)
+        return np.array([*known, unseen], dtype=np.int64)
     edges = np.asarray(reference["bin_edges"], dtype=float)
     indices = np.searchsorted(edges, values, side="left")
     return np.bincount(indices, minlength=len(edges) + 1).astype(np.int64)
@@ -75,5 +81,8 @@ def psi(reference: dict[str, Any], values: npt.NDArray[np.float64]) -> float:
     if counts.sum() == 0:
         return 0.0
     actual = np.maximum(counts / counts.sum(), PSI_EPSILON)
-    expected = np.maximum(np.asarray(reference["proportions"], dtype=float), PSI_EPSILON)
+    expected = np.asarray(reference["proportions"], dtype=float)
+    if reference["kind"] == "categorical":
+        expected = np.append(expected, 0.0)  # the unseen-category bin: never seen in training
+    expected = np.maximum(expected, PSI_EPSILON)
     return float(np.sum((actual - expected) * np.log(actual / expected)))

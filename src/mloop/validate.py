@@ -56,6 +56,16 @@ def dataframe_schema(schema: DatasetSchema) -> pa.DataFrameSchema:
 
 def _violations(errors: pa.errors.SchemaErrors) -> list[dict[str, Any]]:
     cases = errors.failure_cases.copy()
+    dataset_level = cases["schema_context"] == "DataFrameSchema"
+    missing_column = dataset_level & (cases["check"] == "column_in_dataframe")
+    # pandera names the schema as the "column" of dataset-level failures; the missing column's
+    # name is the failure case, and other dataset-level rules (not_empty) concern the whole file.
+    cases.loc[missing_column, "column"] = cases.loc[missing_column, "failure_case"]
+    cases.loc[dataset_level & ~missing_column, "column"] = "(dataset)"
+    # A value that failed dtype coercion also makes range checks raise TypeError; those rows only
+    # repeat the coercion failure, without a row number, so they are dropped.
+    raised = cases["failure_case"].astype(str).str.match(r"^\w+Error\(") & cases["index"].isna()
+    cases = cases[~raised]
     cases["column"] = cases["column"].fillna("(dataset)").astype(str)
     cases["check"] = cases["check"].astype(str)
     violations = []

@@ -1,0 +1,46 @@
+"""Shared fixtures of the unit tests: the repo's diabetes schema and data, and a fitted model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.pipeline import Pipeline
+
+from mloop.config import DatasetSchema, load_schema
+from mloop.models.sklearn_models import build_sklearn
+
+REPO = Path(__file__).resolve().parents[2]
+DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
+
+
+@pytest.fixture(scope="session")
+def diabetes_schema() -> DatasetSchema:
+    return load_schema(DIABETES_SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def diabetes_frame() -> pd.DataFrame:
+    frame: pd.DataFrame = load_diabetes(as_frame=True).frame
+    return frame
+
+
+@pytest.fixture(scope="session")
+def diabetes_xy(
+    diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
+) -> tuple[np.ndarray, np.ndarray]:
+    X = diabetes_frame[diabetes_schema.features].to_numpy(dtype=float)
+    y = diabetes_frame[diabetes_schema.target].to_numpy(dtype=float)
+    return X, y
+
+
+@pytest.fixture(scope="session")
+def elasticnet(diabetes_xy: tuple[np.ndarray, np.ndarray]) -> Pipeline:
+    """The params.yaml ElasticNet candidate (scaler + ElasticNet), fitted on the diabetes data."""
+    X, y = diabetes_xy
+    hyperparameters: dict[str, Any] = {"alpha": 0.01, "l1_ratio": 0.5, "max_iter": 10000}
+    return build_sklearn("linear", "regression", hyperparameters, seed=0).fit(X, y)
