@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install quickstart repro metrics plots test test-fast lint format clean clean-all
+.PHONY: help install system-deps quickstart repro serve metrics plots test test-fast lint format clean clean-all
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -22,11 +22,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package with TensorFlow and dev tools
 
+system-deps: ## Debian tools the tests use for real: promtool (prometheus), alertmanager, wrk
+	@command -v promtool >/dev/null && command -v wrk >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      prometheus prometheus-alertmanager wrk >/dev/null; \
+	  else echo "install prometheus (promtool), prometheus-alertmanager and wrk with your package manager"; fi; }
+
 quickstart: install repro ## Install, then run the whole pipeline and print the metrics
 
 repro: $(STAMP) ## Run the DVC pipeline (ingest → promote); nothing changed = nothing runs
 	dvc repro
 	@python -m mloop.summary
+
+serve: $(STAMP) ## Serve the champion bundle on http://127.0.0.1:8000 (docs at /docs)
+	python -m service --port 8000
 
 metrics: $(STAMP) ## Show metrics, and their diff against the last commit
 	dvc metrics diff --precision 4
@@ -34,7 +44,7 @@ metrics: $(STAMP) ## Show metrics, and their diff against the last commit
 plots: $(STAMP) ## Render the DVC plots to reports/plots.html (vega is loaded from a CDN)
 	dvc plots show -o reports/plots-html
 
-test: $(STAMP) ## Run the whole test suite (unit, data, model, end to end, lint)
+test: $(STAMP) system-deps ## Run the whole test suite (unit, data, service, end to end, lint)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP) ## Run the tests that do not run the whole pipeline

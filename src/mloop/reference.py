@@ -17,6 +17,9 @@ import pandas as pd
 PSI_EPSILON = 1e-4
 # Features with at most this many distinct values are treated as categorical (one bin per value).
 MAX_CATEGORIES = 10
+# Category codes are floats that pass through CSV and JSON text, which may drop the last digit
+# (0.05068011873981862 -> 0.0506801187398186): match them with this relative tolerance.
+CATEGORY_RTOL = 1e-9
 
 
 def feature_reference(values: npt.NDArray[np.float64], bins: int) -> dict[str, Any]:
@@ -64,7 +67,7 @@ def bin_counts(reference: dict[str, Any], values: npt.NDArray[np.float64]) -> np
     """
     if reference["kind"] == "categorical":
         categories = np.asarray(reference["categories"], dtype=float)
-        known = [(values == c).sum() for c in categories]
+        known = [np.isclose(values, c, rtol=CATEGORY_RTOL, atol=0.0).sum() for c in categories]
         unseen = len(values) - sum(known)
         return np.array([*known, unseen], dtype=np.int64)
     edges = np.asarray(reference["bin_edges"], dtype=float)

@@ -38,6 +38,15 @@ def run(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     return result
 
 
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(repo, sys.executable, "-m", "dvc", *args, check=check)
+
+
+def use_remote(repo: Path, remote: Path) -> None:
+    """Point the `local` remote at a folder, in .dvc/config.local as a user would (not committed)."""
+    dvc(repo, "remote", "modify", "--local", "local", "url", str(remote))
+
+
 def fresh_copy(destination: Path) -> Path:
     """What `git clone` of this work tree gives, as its own git repo with its own DVC remote."""
     listed = subprocess.run(
@@ -65,19 +74,7 @@ def fresh_copy(destination: Path) -> Path:
     run(destination, "git", "init", "-q", "-b", "main")
     run(destination, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     run(destination, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
-    remote = destination.parent / f"{destination.name}-remote"
-    run(
-        destination,
-        sys.executable,
-        "-m",
-        "dvc",
-        "remote",
-        "modify",
-        "--local",
-        "local",
-        "url",
-        str(remote),
-    )
+    use_remote(destination, destination.parent / f"{destination.name}-remote")
     return destination
 
 
@@ -95,7 +92,7 @@ def set_params(repo: Path, **updates: object) -> None:
 
 
 def dvc_repro(repo: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run(repo, sys.executable, "-m", "dvc", "repro", *extra)
+    return dvc(repo, "repro", *extra)
 
 
 @pytest.fixture(scope="session")

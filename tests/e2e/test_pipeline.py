@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mloop.bundle import load_bundle
-from tests.e2e.conftest import dvc_repro, run
+from tests.e2e.conftest import dvc, dvc_repro, run, use_remote
 
 pytestmark = pytest.mark.slow
 CANDIDATES = ["baseline", "elasticnet", "random_forest", "extra_trees", "hist_gb", "keras_mlp"]
@@ -95,7 +95,7 @@ def test_plots_are_written_and_readable_by_dvc(default_run: DefaultRun) -> None:
             assert len(frame) > 0, (kind, name)
     curves = pd.read_csv(repo / "reports/training/keras_mlp.csv")
     assert {"epoch", "loss", "val_loss"} <= set(curves.columns)
-    shown = json.loads(run(repo, sys.executable, "-m", "dvc", "plots", "show", "--json").stdout)
+    shown = json.loads(dvc(repo, "plots", "show", "--json").stdout)
     rendered = {key for key, value in shown["data"].items() if value}
     for name in CANDIDATES:
         assert f"reports/plots/predictions/{name}.csv" in rendered
@@ -112,7 +112,7 @@ def test_second_repro_does_no_work(default_run: DefaultRun) -> None:
     repo, _ = default_run
     again = dvc_repro(repo)
     assert "Running stage" not in again.stdout
-    status = run(repo, sys.executable, "-m", "dvc", "status").stdout
+    status = dvc(repo, "status").stdout
     assert "up to date" in status
 
 
@@ -132,26 +132,15 @@ def test_dvc_push_pull_round_trip(default_run: DefaultRun, tmp_path: Path) -> No
     repo, _ = default_run
     clone = tmp_path / "clone"
     remote = repo.parent / f"{repo.name}-remote"
-    run(repo, sys.executable, "-m", "dvc", "push")
+    dvc(repo, "push")
     assert any(remote.rglob("*")), "nothing reached the remote"
     # a new clone: git-tracked files only, an empty DVC cache, the same remote
     shutil.copytree(repo, clone, ignore=shutil.ignore_patterns("cache", "tmp"))
     for generated in ("data/raw/dataset.csv", "data/prepared", "models", "mlflow.db", "mlruns"):
         target = clone / generated
         shutil.rmtree(target) if target.is_dir() else target.unlink()
-    run(
-        clone,
-        sys.executable,
-        "-m",
-        "dvc",
-        "remote",
-        "modify",
-        "--local",
-        "local",
-        "url",
-        str(remote),
-    )
-    run(clone, sys.executable, "-m", "dvc", "pull")
+    use_remote(clone, remote)
+    dvc(clone, "pull")
     for path in (
         "data/raw/dataset.csv",
         "data/prepared/train.parquet",

@@ -1,0 +1,109 @@
+"""Two small pure-ASGI layers around the FastAPI app.
+
+``FastPredict`` answers ``POST /predict`` itself: FastAPI's generic per-request work (dependency
+resolution, pydantic, response classes) costs several times the model, so the hot path is the
+bare ASGI protocol plus msgspec. FastAPI keeps every other route and documents /predict.
+``HttpMetrics`` counts and times every request by route template, never by raw path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from service import metrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+PredictHandler = Callable[[bytes], tuple[int, bytes]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+# Bodies above this many bytes (roughly 500 rows) are decoded and predicted in a worker thread, so a
+# large batch does not hold the event loop while single-row requests wait behind it.
+INLINE_BODY_BYTES = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, payload: bytes) -> None:
+    headers = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class FastPredict:
+    def __init__(self, app: ASGIApp, handler: PredictHandler, max_body_bytes: int) -> None:
+        self.app = app
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_body(receive, self.max_body_bytes)
+        except BodyTooLarge:
+            detail = (
+                b'{"detail":[{"loc":["body"],"msg":"request body too large","type":"too_large"}]}'
+            )
+            await send_json(send, 413, detail)
+            return
+        except ConnectionError:
+            return
+        if len(body) > INLINE_BODY_BYTES:
+            status, payload = await asyncio.to_thread(self.handler, body)
+        else:
+            status, payload = self.handler(body)
+        await send_json(send, status, payload)
+
+
+class HttpMetrics:
+    def __init__(self, app: ASGIApp, routes: set[str]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope["path"] if scope["path"] in self.routes else metrics.UNMATCHED_ROUTE
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+            metrics.http_requests.labels(method, route, f"{status // 100}xx").inc()
+            metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)

@@ -1,0 +1,167 @@
+"""Request decoding for /predict: JSON bytes to a float64 matrix in the model's feature order.
+
+The hot path uses msgspec, whose decoder validates types, required and unknown fields while parsing
+(one pass, in C): a pydantic model per request would cost more than the model itself. Pydantic
+models with the same rules are still generated, for the OpenAPI document only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from mloop.config import DatasetSchema
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>.*)`)?$")
+_FIELD = re.compile(r"field `(?P<name>[^`]+)`")
+_PATH_PART = re.compile(r"\[(\d+)\]|\.([^.\[]+)")
+
+
+class RequestError(Exception):
+    """A client error: the HTTP status and FastAPI-style ``detail`` items (loc, msg, type)."""
+
+    def __init__(self, status: int, detail: list[dict[str, Any]]) -> None:
+        super().__init__(detail[0]["msg"] if detail else str(status))
+        self.status = status
+        self.detail = detail
+        # Per-feature out-of-range counts of a rejected batch: counted in metrics all the same.
+        self.out_of_range: npt.NDArray[np.int64] | None = None
+
+
+def error(status: int, loc: list[str | int], msg: str, kind: str) -> RequestError:
+    return RequestError(status, [{"loc": ["body", *loc], "msg": msg, "type": kind}])
+
+
+def _loc_of(message: str) -> tuple[list[str | int], str]:
+    match = _AT.match(message)
+    assert match is not None  # the pattern matches any string
+    loc: list[str | int] = []
+    for index, name in _PATH_PART.findall(match.group("path") or ""):
+        loc.append(int(index) if index else name)
+    named = _FIELD.search(match.group("msg"))
+    if named and "field" in match.group("msg"):
+        loc.append(named.group("name"))
+    return loc, match.group("msg")
+
+
+@dataclass
+class DecodedBatch:
+    features: npt.NDArray[np.float64]
+    single: bool
+    out_of_range: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+class RecordCodec:
+    """Decoder and checks built once per model bundle from its dataset schema."""
+
+    def __init__(self, schema: DatasetSchema, max_rows: int, out_of_range: str) -> None:
+        self.features = schema.features
+        self.max_rows = max_rows
+        self.reject_out_of_range = out_of_range == "reject"
+        # Field names may hold spaces ("fixed acidity"): internal names f0..fn, renamed on the wire.
+        names = [f"f{i}" for i in range(len(self.features))]
+        record: Any = msgspec.defstruct(
+            "Record",
+            [(name, float) for name in names],
+            forbid_unknown_fields=True,
+            rename=dict(zip(names, self.features)),
+        )
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(record | list[record])
+        specs = [schema.columns[name] for name in self.features]
+        self.lows = np.array([-np.inf if s.min is None else s.min for s in specs])
+        self.highs = np.array([np.inf if s.max is None else s.max for s in specs])
+        self.allowed = [
+            None if s.allowed is None else np.asarray(s.allowed, dtype=float) for s in specs
+        ]
+
+    def decode(self, body: bytes) -> DecodedBatch:
+        try:
+            decoded = self._decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            loc, msg = _loc_of(str(exc))
+            raise error(422, loc, msg, "validation_error") from None
+        except msgspec.DecodeError as exc:
+            raise error(400, [], f"malformed JSON: {exc}", "json_invalid") from None
+        single = not isinstance(decoded, list)
+        rows = [decoded] if single else decoded
+        if not rows:
+            raise error(422, [], "empty batch: send at least one record", "empty_batch")
+        if len(rows) > self.max_rows:
+            raise error(
+                413,
+                [],
+                f"batch of {len(rows)} rows exceeds the maximum of {self.max_rows}",
+                "too_large",
+            )
+        matrix = np.array([msgspec.structs.astuple(row) for row in rows], dtype=np.float64)
+        if not np.isfinite(matrix).all():
+            row, col = np.argwhere(~np.isfinite(matrix))[0]
+            raise error(422, self._loc(single, int(row), int(col)), "value is not finite", "finite")
+        return DecodedBatch(matrix, single, self._check_ranges(matrix, single))
+
+    def _loc(self, single: bool, row: int, col: int) -> list[str | int]:
+        return [self.features[col]] if single else [row, self.features[col]]
+
+    def _check_ranges(self, matrix: npt.NDArray[np.float64], single: bool) -> npt.NDArray[np.int64]:
+        """Out-of-range counts per feature; with the reject policy, the first offender is an error."""
+        bad = (matrix < self.lows) | (matrix > self.highs)
+        for col, allowed in enumerate(self.allowed):
+            if allowed is not None:
+                bad[:, col] |= ~np.isin(matrix[:, col], allowed)
+        counts: npt.NDArray[np.int64] = bad.sum(axis=0).astype(np.int64)
+        if self.reject_out_of_range and counts.any():
+            row, col = np.argwhere(bad)[0]
+            low, high = self.lows[col], self.highs[col]
+            value = matrix[row, col]
+            rejected = error(
+                422,
+                self._loc(single, int(row), int(col)),
+                f"value {value:g} is outside the allowed range [{low:g}, {high:g}]",
+                "out_of_range",
+            )
+            rejected.out_of_range = counts
+            raise rejected
+        return counts
+
+
+def openapi_models(
+    schema: DatasetSchema, with_bounds: bool
+) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel]]:
+    """Pydantic models documenting /predict (record, single response, batch response)."""
+    fields: dict[str, Any] = {}
+    for index, name in enumerate(schema.features):
+        spec = schema.columns[name]
+        fields[f"f{index}"] = (
+            float,
+            Field(
+                ...,
+                alias=name,
+                description=spec.description or None,
+                ge=spec.min if with_bounds else None,
+                le=spec.max if with_bounds else None,
+            ),
+        )
+    record = create_model(
+        "Record",
+        __config__=ConfigDict(extra="forbid", populate_by_name=False, allow_inf_nan=False),
+        **fields,
+    )
+    target_type: Any = float if schema.task == "regression" else int
+
+    class Prediction(BaseModel):
+        id: str
+        prediction: target_type
+        model_version: str
+
+    class BatchPrediction(BaseModel):
+        model_version: str
+        ids: list[str]
+        predictions: list[target_type]
+
+    return record, Prediction, BatchPrediction

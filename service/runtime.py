@@ -1,0 +1,236 @@
+"""What one worker process holds while serving: the model store, the log, the drift window.
+
+``predict`` is the hot path (bytes in, bytes out): decode and validate, one model call, metrics,
+hand the rows to the log queue and the drift window, encode. No pandas, no I/O, no locks held
+across the model call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from mloop.bundle import Bundle
+from mloop.metrics import classification_metrics, regression_metrics
+from service import metrics
+from service.codec import RecordCodec, RequestError
+from service.drift import RecentWindow
+from service.model_store import LoadedModel, ModelStore
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.prediction_log import PredictionLog
+
+log = logging.getLogger("mloop.service")
+NO_MODEL = orjson.dumps(
+    {"detail": [{"loc": [], "msg": "no model loaded yet", "type": "not_ready"}]}
+)
+
+
+def observe_many(child: Any, values: npt.NDArray[np.float64]) -> None:
+    """Add a whole batch to a histogram child in one pass.
+
+    prometheus-client has no bulk observe, and 10,000 ``observe`` calls would cost more than the
+    model. This adds the bucket counts and the sum through the child's value holders, the same
+    objects ``observe`` updates (also in multiprocess mode).
+    """
+    bounds = np.asarray(child._upper_bounds)
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for index, count in enumerate(counts[: len(bounds)]):
+        if count:
+            child._buckets[index].inc(float(count))
+    child._sum.inc(float(values.sum()))
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = ModelStore(
+            settings.bundle_dir, self._codec_for, on_swap=self._swapped, on_failure=self._failed
+        )
+        self.window: RecentWindow | None = None
+        self.prediction_log: PredictionLog | None = None
+        self._children: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        self._log_synced = (0, 0)
+        self._quality_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ model lifecycle
+    def _codec_for(self, bundle: Bundle) -> RecordCodec:
+        return RecordCodec(bundle.schema, self.settings.max_batch_rows, self.settings.out_of_range)
+
+    def _swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:
+        meta = new.bundle.meta
+        if old is None:
+            self.window = RecentWindow(self.settings.drift_window, len(new.bundle.features))
+            if meta["task"] == "regression":
+                target = new.bundle.reference.get("target", {})
+                metrics.configure_predicted_value_buckets(list(target.get("bin_edges", [])))
+        else:
+            old_meta = old.bundle.meta
+            metrics.model_info.remove(
+                old_meta["registered_model"], old.version, old_meta.get("candidate", ""),
+                old_meta.get("serving", ""), str(old_meta["git_commit"])[:12],
+            )  # fmt: skip
+        metrics.model_info.labels(
+            meta["registered_model"], new.version, meta.get("candidate", ""),
+            meta.get("serving", ""), str(meta["git_commit"])[:12],
+        ).set(1)  # fmt: skip
+        metrics.model_loaded.set(new.loaded_at)
+        metrics.model_reloads.labels("success").inc()
+        version = new.version
+        self._children = {
+            "predictions": metrics.predictions.labels(version),
+            "duration": metrics.prediction_duration.labels(version),
+            "value": metrics.predicted_value.labels(version),
+        }
+
+    def _failed(self, message: str) -> None:
+        metrics.model_reloads.labels("failure").inc()
+
+    # ------------------------------------------------------------------ hot path
+    def predict(self, body: bytes) -> tuple[int, bytes]:
+        model = self.store.current
+        if model is None:
+            return 503, NO_MODEL
+        try:
+            batch = model.codec.decode(body)
+        except RequestError as exc:
+            if exc.out_of_range is not None:
+                self._count_out_of_range(model, exc.out_of_range)
+            return exc.status, orjson.dumps({"detail": exc.detail})
+        features = batch.features
+        if batch.out_of_range.any():
+            self._count_out_of_range(model, batch.out_of_range)
+        started = time.perf_counter()
+        outputs = model.bundle.predictor.predict(features)
+        model_seconds = time.perf_counter() - started
+
+        version = model.version
+        rows = len(outputs)
+        base = uuid.uuid4().hex
+        ids = [base] if batch.single else [f"{base}-{i}" for i in range(rows)]
+        if self.settings.metrics_enabled:
+            self._observe(model, outputs, rows, model_seconds)
+        if self.prediction_log is not None:
+            self.prediction_log.record(
+                version, ids, features, model.codec.features, outputs, time.time()
+            )
+        if self.window is not None:
+            self.window.add(features)
+        if batch.single:
+            payload = {"id": base, "prediction": outputs[0].item(), "model_version": version}
+        else:
+            payload = {"model_version": version, "ids": ids, "predictions": outputs}
+        return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    @staticmethod
+    def _count_out_of_range(model: LoadedModel, counts: npt.NDArray[np.int64]) -> None:
+        for name, count in zip(model.codec.features, counts.tolist()):
+            if count:
+                metrics.feature_out_of_range.labels(name).inc(count)
+
+    def _observe(self, model: LoadedModel, outputs: Any, rows: int, seconds: float) -> None:
+        children = self._children
+        children["predictions"].inc(rows)
+        children["duration"].observe(seconds)
+        metrics.batch_rows.observe(rows)
+        if model.bundle.meta["task"] == "regression":
+            if rows == 1:
+                children["value"].observe(float(outputs[0]))
+            else:
+                observe_many(children["value"], np.asarray(outputs, dtype=np.float64))
+        else:
+            labels, counts = np.unique(outputs, return_counts=True)
+            for label, count in zip(labels.tolist(), counts.tolist()):
+                metrics.predicted_class.labels(model.version, str(label)).inc(count)
+
+    # ------------------------------------------------------------------ feedback and quality
+    def feedback(self, items: list[tuple[str, float | int | str]]) -> tuple[list[str], list[str]]:
+        if self.prediction_log is None:
+            raise RuntimeError("the prediction log is disabled (MLOOP_PREDICTION_LOG_ENABLED)")
+        accepted, unknown = self.prediction_log.record_feedback(items, time.time())
+        metrics.feedback_rows.labels("accepted").inc(len(accepted))
+        metrics.feedback_rows.labels("unknown_id").inc(len(unknown))
+        self.update_quality()
+        return accepted, unknown
+
+    def update_quality(self) -> None:
+        """Live error of the labelled predictions in the quality window, per model version."""
+        model = self.store.current
+        if self.prediction_log is None or model is None:
+            return
+        with self._quality_lock:
+            since = time.time() - self.settings.quality_window_s
+            rows = self.prediction_log.labelled_rows(since=since)
+            for version, group in rows.groupby("model_version"):
+                actual = group["actual"].to_numpy(dtype=float)
+                predicted = group["prediction"].to_numpy(dtype=float)
+                if model.bundle.meta["task"] == "regression":
+                    values = regression_metrics(actual, predicted)
+                    wanted = ("rmse", "mae")
+                else:
+                    values = classification_metrics(actual, predicted, None)
+                    wanted = ("accuracy", "f1")
+                for name in wanted:
+                    metrics.live_error.labels(str(version), name).set(values[name])
+
+    # ------------------------------------------------------------------ background work
+    def start(self) -> None:
+        if self.settings.prediction_log_enabled:
+            from service.prediction_log import PredictionLog
+
+            self.prediction_log = PredictionLog(
+                self.settings.prediction_log_url, queue_size=self.settings.prediction_log_queue_rows
+            )
+            self.prediction_log.start()
+        if self.store.current is None:
+            self.store.reload()
+        self.store.start_watching(self.settings.watch_interval_s)
+        self._housekeeper = threading.Thread(
+            target=self._housekeeping, name="housekeeping", daemon=True
+        )
+        self._housekeeper.start()
+
+    def _housekeeping(self) -> None:
+        ticks = 0
+        while not self._stop.wait(self.settings.housekeeping_interval_s):
+            ticks += 1
+            try:
+                self.housekeeping_tick(refresh_quality=ticks % 30 == 0)
+            except Exception:  # noqa: BLE001 - the gauges may lag, the service must not stop
+                log.exception("housekeeping failed")
+
+    def housekeeping_tick(self, refresh_quality: bool = False) -> None:
+        model = self.store.current
+        if model is not None and self.window is not None:
+            scores = self.window.drift(model.bundle.reference["features"], model.bundle.features)
+            for name, value in scores.items():
+                metrics.feature_drift.labels(name).set(value)
+            metrics.drift_window_rows.set(len(self.window.snapshot()) if scores else 0)
+        plog = self.prediction_log
+        if plog is not None:
+            written, dropped = plog.written_rows, plog.dropped_rows
+            metrics.log_written.inc(written - self._log_synced[0])
+            metrics.log_dropped.inc(dropped - self._log_synced[1])
+            self._log_synced = (written, dropped)
+            metrics.log_queue_depth.set(plog.queue_depth())
+            if refresh_quality:
+                self.update_quality()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.store.stop()
+        if self._housekeeper is not None:
+            self._housekeeper.join(timeout=5)
+        if self.prediction_log is not None:
+            self.prediction_log.close()
+            self.housekeeping_tick()

@@ -1,0 +1,317 @@
+"""service.prediction_log: real SQLite files, the real writer thread, the pipeline's real ingest."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes
+
+from mloop import bundle as mloop_bundle
+from mloop.config import DatasetSchema, load_schema
+from mloop.ingest import read_extra_rows
+from mloop.validate import check
+from service import prediction_log
+from service.prediction_log import PredictionLog, parse_time
+
+REPO = Path(__file__).resolve().parents[2]
+DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
+T0 = 1_717_243_200.0  # 2024-06-01T12:00:00Z
+
+
+@pytest.fixture(scope="module")
+def plog_schema() -> DatasetSchema:
+    return load_schema(DIABETES_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def plog_frame() -> pd.DataFrame:
+    frame: pd.DataFrame = load_diabetes(as_frame=True).frame
+    return frame
+
+
+@pytest.fixture
+def plog_db(tmp_path: Path) -> Path:
+    return tmp_path / "log" / "predictions.db"
+
+
+@pytest.fixture
+def plog_log(plog_db: Path) -> Iterator[PredictionLog]:
+    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
+    log.start()
+    yield log
+    log.close()
+
+
+def record_rows(
+    log: PredictionLog,
+    frame: pd.DataFrame,
+    features: list[str],
+    prefix: str,
+    created_at: float = T0,
+    version: str = "1",
+) -> list[str]:
+    ids = [f"{prefix}{i:04d}" for i in range(len(frame))]
+    outputs = frame["target"].to_numpy(dtype=float) + 0.5
+    assert log.record(
+        version, ids, frame[features].to_numpy(dtype=float), features, outputs, created_at
+    )
+    return ids
+
+
+def stored_ids(db: Path) -> list[str]:
+    with sqlite3.connect(db) as connection:
+        return [row[0] for row in connection.execute("SELECT id FROM predictions ORDER BY id")]
+
+
+def test_records_survive_a_restart(
+    plog_db: Path, plog_frame: pd.DataFrame, plog_schema: DatasetSchema
+) -> None:
+    features = plog_schema.features
+    first = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
+    first.start()
+    # Concatenated, not extended in place: record() queues the caller's list without copying it.
+    ids = record_rows(first, plog_frame.iloc[:5], features, "a-", version="3") + record_rows(
+        first, plog_frame.iloc[5:8], features, "b-", created_at=T0 + 1, version="3"
+    )
+    assert first.close()  # close writes what is queued: no flush() needed
+    assert first.written_rows == 8 and first.queue_depth() == 0
+
+    assert stored_ids(plog_db) == sorted(ids)
+    second = PredictionLog(f"sqlite:///{plog_db}")
+    second.start()
+    try:
+        logged = second.recent_features()
+        assert list(logged.columns) == features
+        np.testing.assert_array_equal(logged.to_numpy(), plog_frame[features].iloc[:8].to_numpy())
+        accepted, unknown = second.record_feedback([(ids[0], 151.0)], received_at=T0 + 60)
+        assert (accepted, unknown) == ([ids[0]], [])
+        labelled = second.labelled_rows()
+        assert labelled[["prediction_id", "model_version", "created_at"]].values.tolist() == [
+            [ids[0], "3", T0]
+        ]
+        assert labelled["prediction"].iloc[0] == plog_frame["target"].iloc[0] + 0.5
+        assert labelled["actual"].iloc[0] == 151.0
+    finally:
+        second.close()
+
+
+def test_full_queue_drops_the_whole_call_without_blocking(plog_db: Path) -> None:
+    # No writer thread: nothing ever drains the queue, so a blocking put would hang this test.
+    log = PredictionLog(f"sqlite:///{plog_db}", queue_size=2)
+    names = ["x1", "x2"]
+    one_row = np.zeros((1, 2))
+    assert log.record("1", ["p1"], one_row, names, np.array([1.0]), T0)
+    assert log.record("1", ["p2"], one_row, names, np.array([2.0]), T0)
+    assert not log.record("1", ["p3", "p4", "p5"], np.zeros((3, 2)), names, np.zeros(3), T0)
+    assert not log.record("1", ["p6"], one_row, names, np.array([6.0]), T0)
+    assert log.dropped_rows == 4
+    assert log.queue_depth() == 2
+    assert not log.flush(timeout=30), "without a writer, flush reports pending rows at once"
+
+    log.start()
+    try:
+        assert log.flush()
+        assert log.written_rows == 2 and log.queue_depth() == 0
+        assert stored_ids(plog_db) == ["p1", "p2"]
+    finally:
+        log.close()
+    assert not log.record("1", ["late"], one_row, names, np.array([0.0]), T0)
+    assert log.dropped_rows == 5, "a closed log drops (and counts) instead of queueing forever"
+
+
+def test_feedback_reports_unknown_ids_and_replaces_labels(
+    plog_log: PredictionLog, plog_frame: pd.DataFrame, plog_schema: DatasetSchema
+) -> None:
+    ids = record_rows(plog_log, plog_frame.iloc[:3], plog_schema.features, "p")
+    # No flush here: record_feedback must see predictions recorded a moment ago.
+    accepted, unknown = plog_log.record_feedback(
+        [(ids[0], 100.0), ("nope", 1.0), (ids[2], 50), ("nope-2", "x")], received_at=T0 + 5
+    )
+    assert accepted == [ids[0], ids[2]]
+    assert unknown == ["nope", "nope-2"]
+
+    accepted, unknown = plog_log.record_feedback([(ids[0], 120.5)], received_at=T0 + 9)
+    assert (accepted, unknown) == ([ids[0]], [])
+    labelled = plog_log.labelled_rows()
+    assert labelled["prediction_id"].tolist() == [ids[0], ids[2]]
+    assert labelled["actual"].tolist() == [120.5, 50]
+    assert plog_log.record_feedback([], received_at=T0) == ([], [])
+
+
+def test_windows_are_half_open_on_prediction_time(
+    plog_log: PredictionLog, plog_frame: pd.DataFrame, plog_schema: DatasetSchema
+) -> None:
+    features = plog_schema.features
+    for hour in range(3):
+        record_rows(
+            plog_log, plog_frame.iloc[hour : hour + 1], features, f"h{hour}-", T0 + 3600 * hour
+        )
+    assert plog_log.flush()
+    assert len(plog_log.recent_features(since=T0 + 3600, until=T0 + 7200)) == 1
+    assert len(plog_log.recent_features(since=T0 + 3600)) == 2
+    assert len(plog_log.recent_features(until=T0 + 3600)) == 1
+    newest = plog_log.recent_features(limit=2)
+    np.testing.assert_array_equal(newest.to_numpy(), plog_frame[features].iloc[1:3].to_numpy())
+    assert parse_time("2024-06-01T12:00:00") == T0 == parse_time("2024-06-01T14:00:00+02:00")
+
+
+def test_class_labels_round_trip(plog_log: PredictionLog) -> None:
+    outputs = np.array(["yes", "no"], dtype=object)
+    assert plog_log.record("2", ["c1", "c2"], np.eye(2), ["a", "b"], outputs, T0)
+    assert plog_log.record_feedback([("c1", "no"), ("c2", 1)], T0) == (["c1", "c2"], [])
+    labelled = plog_log.labelled_rows()
+    assert labelled["prediction"].tolist() == ["yes", "no"]
+    assert labelled["actual"].tolist() == ["no", 1]
+    assert labelled[["a", "b"]].to_numpy().tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_export_round_trips_into_the_ingest_stage(
+    suffix: str,
+    tmp_path: Path,
+    plog_log: PredictionLog,
+    plog_frame: pd.DataFrame,
+    plog_schema: DatasetSchema,
+) -> None:
+    features, target = plog_schema.features, plog_schema.target
+    rows = plog_frame.iloc[:40]
+    ids = record_rows(plog_log, rows, features, "e")
+    record_rows(plog_log, plog_frame.iloc[40:50], features, "unlabelled-")
+    labels = rows[target].tolist()
+    assert plog_log.record_feedback(list(zip(ids, labels)), T0 + 1) == (ids, [])
+
+    feedback_dir = tmp_path / "data" / "feedback"
+    out = feedback_dir / f"export-20240601T120000{suffix}"
+    assert plog_log.export_labelled(out, plog_schema) == 40
+    assert [p.name for p in feedback_dir.iterdir()] == [out.name], "no temp file left behind"
+
+    frame, used = read_extra_rows(feedback_dir, list(plog_schema.columns))
+    assert used == [str(out)]
+    typed, violations = check(frame, plog_schema)
+    assert violations == []
+    expected = rows[list(plog_schema.columns)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        typed.reset_index(drop=True), expected, check_exact=suffix != ".csv"
+    )
+
+    empty = plog_log.export_labelled(tmp_path / "none.parquet", plog_schema, since=T0 + 10)
+    assert empty == 0 and not (tmp_path / "none.parquet").exists()
+
+
+def test_export_casts_integer_columns_per_schema(plog_log: PredictionLog, tmp_path: Path) -> None:
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "counts",
+            "task": "classification",
+            "source": {"kind": "path", "path": "x.csv"},
+            "target": "label",
+            "columns": {
+                "rooms": {"dtype": "int"},
+                "area": {"dtype": "float"},
+                "label": {"dtype": "int"},
+            },
+        }
+    )
+    features = np.array([[3.0, 70.5], [1.0, 20.0]])
+    assert plog_log.record("1", ["i1", "i2"], features, ["rooms", "area"], np.array([1, 0]), T0)
+    plog_log.record_feedback([("i1", 1), ("i2", 0.0)], T0)
+    assert plog_log.export_labelled(tmp_path / "rows.csv", schema) == 2
+    frame = pd.read_csv(tmp_path / "rows.csv")
+    assert list(frame.columns) == ["rooms", "area", "label"]
+    assert frame.dtypes.astype(str).tolist() == ["int64", "float64", "int64"]
+    assert frame.values.tolist() == [[3, 70.5, 1], [1, 20.0, 0]]
+
+
+def test_sqlite_runs_in_wal_mode(plog_log: PredictionLog, plog_db: Path) -> None:
+    with sqlite3.connect(plog_db) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        indexes = {row[1] for row in connection.execute("PRAGMA index_list(predictions)")}
+    assert "ix_predictions_created_at" in indexes
+    with plog_log.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_writer_survives_database_errors(plog_db: Path) -> None:
+    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
+    names, row = ["x"], np.ones((1, 1))
+    # Queued before the writer starts, so all four land in one batch: the duplicate id fails the
+    # batch insert, the call-by-call retry keeps the good calls.
+    assert log.record("1", ["dup"], row, names, np.array([1.0]), T0)
+    assert log.record("1", ["dup"], row, names, np.array([2.0]), T0)
+    assert log.record("1", ["bad"], np.ones((1, 3)), names, np.array([3.0]), T0)  # shapes disagree
+    assert log.record("1", ["ok"], row, names, np.array([4.0]), T0)
+    log.start()
+    try:
+        assert log.flush()
+        assert log.write_errors == 2 and log.lost_rows == 2
+        assert log.written_rows == 2
+        assert log.running, "the writer thread is still alive"
+        assert log.record("1", ["after"], row, names, np.array([5.0]), T0)
+        assert log.flush()
+        assert log.written_rows == 3
+    finally:
+        log.close()
+    assert stored_ids(plog_db) == ["after", "dup", "ok"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.prediction_log", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_export_cli(
+    tmp_path: Path,
+    plog_db: Path,
+    plog_log: PredictionLog,
+    plog_frame: pd.DataFrame,
+    plog_schema: DatasetSchema,
+) -> None:
+    bundle = tmp_path / "champion"
+    bundle.mkdir()
+    (bundle / "schema.yaml").write_text(
+        DIABETES_SCHEMA.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    ids = record_rows(plog_log, plog_frame.iloc[:6], plog_schema.features, "cli-") + record_rows(
+        plog_log, plog_frame.iloc[6:10], plog_schema.features, "late-", T0 + 86400
+    )
+    plog_log.record_feedback([(i, 100.0) for i in ids], T0 + 90000)
+    out = tmp_path / "feedback" / "export.parquet"
+    db = f"sqlite:///{plog_db}"
+
+    done = run_cli(
+        "export", "--db", db, "--bundle", str(bundle), "--out", str(out), "--until", "2024-06-02"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exported 6 labelled row(s)" in done.stdout
+    assert len(pd.read_parquet(out)) == 6
+
+    missing_db = run_cli(
+        "export", "--db", f"sqlite:///{tmp_path / 'absent.db'}", "--bundle", str(bundle)
+    )
+    assert missing_db.returncode == 1
+    assert "absent.db does not exist" in missing_db.stderr
+    assert not (tmp_path / "absent.db").exists(), "a typo in --db must not create a database"
+
+    missing_bundle = run_cli(
+        "export", "--db", db, "--bundle", str(tmp_path / "nope"), "--out", str(out)
+    )
+    assert missing_bundle.returncode == 1
+    assert "bundle directory" in missing_bundle.stderr and "does not exist" in missing_bundle.stderr
+
+
+def test_bundle_file_names_match_mloop() -> None:
+    for name in ("SCHEMA_FILE", "REFERENCE_FILE", "META_FILE"):
+        assert getattr(prediction_log, name) == getattr(mloop_bundle, name)
