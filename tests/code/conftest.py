@@ -8,25 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_diabetes
 from sklearn.pipeline import Pipeline
 
-from mloop.config import DatasetSchema, load_schema
+from mloop.config import DatasetSchema
 from mloop.models.sklearn_models import build_sklearn
 
 REPO = Path(__file__).resolve().parents[2]
 DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
-
-
-@pytest.fixture(scope="session")
-def diabetes_schema() -> DatasetSchema:
-    return load_schema(DIABETES_SCHEMA)
-
-
-@pytest.fixture(scope="session")
-def diabetes_frame() -> pd.DataFrame:
-    frame: pd.DataFrame = load_diabetes(as_frame=True).frame
-    return frame
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_diabetes
 from typer.testing import CliRunner
 
-from mloop.config import DatasetSchema, load_schema
+from mloop.config import DatasetSchema
 from mloop.reference import bin_counts, compute_reference
 from service.drift_report import (
     REFERENCE_SAMPLE_SIZE,
@@ -31,19 +30,10 @@ SHIFTED = ["bmi", "bp", "s5"]
 
 
 @pytest.fixture(scope="module")
-def plog_schema() -> DatasetSchema:
-    return load_schema(DIABETES_SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def plog_frame() -> pd.DataFrame:
-    frame: pd.DataFrame = load_diabetes(as_frame=True).frame
-    return frame
-
-
-@pytest.fixture(scope="module")
-def plog_reference(plog_frame: pd.DataFrame, plog_schema: DatasetSchema) -> dict[str, Any]:
-    return compute_reference(plog_frame, plog_schema.features, plog_schema.target, bins=10)
+def plog_reference(diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema) -> dict[str, Any]:
+    return compute_reference(
+        diabetes_frame, diabetes_schema.features, diabetes_schema.target, bins=10
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +48,16 @@ def plog_bundle(tmp_path_factory: pytest.TempPathFactory, plog_reference: dict[s
 
 @pytest.fixture(scope="module")
 def plog_logged_db(
-    tmp_path_factory: pytest.TempPathFactory, plog_frame: pd.DataFrame, plog_schema: DatasetSchema
+    tmp_path_factory: pytest.TempPathFactory,
+    diabetes_frame: pd.DataFrame,
+    diabetes_schema: DatasetSchema,
 ) -> str:
     """Day one: the training distribution. Day two: three features shifted by two std."""
     url = f"sqlite:///{tmp_path_factory.mktemp('log') / 'predictions.db'}"
-    features = plog_schema.features
+    features = diabetes_schema.features
     # Written with 15 significant digits, as a CSV round trip would: categories must still match.
-    same = plog_frame[features].map(lambda value: float(f"{value:.15g}"))
-    assert not same["sex"].isin(plog_frame["sex"]).any()
+    same = diabetes_frame[features].map(lambda value: float(f"{value:.15g}"))
+    assert not same["sex"].isin(diabetes_frame["sex"]).any()
     shifted = same.copy()
     shifted[SHIFTED] += 2 * same[SHIFTED].std()
     log = PredictionLog(url, flush_interval_s=0.01)
@@ -105,7 +97,7 @@ def run_report(*args: str) -> tuple[int, str]:
 
 
 def test_cli_reports_shifted_features_as_drifted(
-    tmp_path: Path, plog_logged_db: str, plog_bundle: Path, plog_schema: DatasetSchema
+    tmp_path: Path, plog_logged_db: str, plog_bundle: Path, diabetes_schema: DatasetSchema
 ) -> None:
     common = ["--db", plog_logged_db, "--bundle", str(plog_bundle)]
 
@@ -117,7 +109,7 @@ def test_cli_reports_shifted_features_as_drifted(
     assert same["rows"] == 442
     assert same["window"] == {"since": None, "until": "2024-06-02T12:00:00+00:00"}
     assert same["bundle"]["model_version"] == "7"
-    assert set(same["features"]) == set(plog_schema.features)
+    assert set(same["features"]) == set(diabetes_schema.features)
     assert same["share_drifted"] <= 0.2 and not same["dataset_drift"]
     assert not same["features"]["sex"]["drifted"]
 
@@ -159,9 +151,9 @@ def test_cli_fails_clearly_on_an_empty_window_or_missing_db(
 
 
 def test_build_drift_report_refuses_empty_data(
-    plog_reference: dict[str, Any], plog_schema: DatasetSchema
+    plog_reference: dict[str, Any], diabetes_schema: DatasetSchema
 ) -> None:
     with pytest.raises(ValueError, match="no current rows"):
         build_drift_report(
-            pd.DataFrame(columns=plog_schema.features), plog_reference, plog_schema.features
+            pd.DataFrame(columns=diabetes_schema.features), plog_reference, diabetes_schema.features
         )

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_diabetes
 
 from mloop import bundle as mloop_bundle
-from mloop.config import DatasetSchema, load_schema
+from mloop.config import DatasetSchema
 from mloop.ingest import read_extra_rows
 from mloop.validate import check
 from service import prediction_log
@@ -23,17 +22,6 @@ from service.prediction_log import PredictionLog, parse_time
 REPO = Path(__file__).resolve().parents[2]
 DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
 T0 = 1_717_243_200.0  # 2024-06-01T12:00:00Z
-
-
-@pytest.fixture(scope="module")
-def plog_schema() -> DatasetSchema:
-    return load_schema(DIABETES_SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def plog_frame() -> pd.DataFrame:
-    frame: pd.DataFrame = load_diabetes(as_frame=True).frame
-    return frame
 
 
 @pytest.fixture
@@ -71,14 +59,14 @@ def stored_ids(db: Path) -> list[str]:
 
 
 def test_records_survive_a_restart(
-    plog_db: Path, plog_frame: pd.DataFrame, plog_schema: DatasetSchema
+    plog_db: Path, diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
 ) -> None:
-    features = plog_schema.features
+    features = diabetes_schema.features
     first = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
     first.start()
     # Concatenated, not extended in place: record() queues the caller's list without copying it.
-    ids = record_rows(first, plog_frame.iloc[:5], features, "a-", version="3") + record_rows(
-        first, plog_frame.iloc[5:8], features, "b-", created_at=T0 + 1, version="3"
+    ids = record_rows(first, diabetes_frame.iloc[:5], features, "a-", version="3") + record_rows(
+        first, diabetes_frame.iloc[5:8], features, "b-", created_at=T0 + 1, version="3"
     )
     assert first.close()  # close writes what is queued: no flush() needed
     assert first.written_rows == 8 and first.queue_depth() == 0
@@ -89,14 +77,16 @@ def test_records_survive_a_restart(
     try:
         logged = second.recent_features()
         assert list(logged.columns) == features
-        np.testing.assert_array_equal(logged.to_numpy(), plog_frame[features].iloc[:8].to_numpy())
+        np.testing.assert_array_equal(
+            logged.to_numpy(), diabetes_frame[features].iloc[:8].to_numpy()
+        )
         accepted, unknown = second.record_feedback([(ids[0], 151.0)], received_at=T0 + 60)
         assert (accepted, unknown) == ([ids[0]], [])
         labelled = second.labelled_rows()
         assert labelled[["prediction_id", "model_version", "created_at"]].values.tolist() == [
             [ids[0], "3", T0]
         ]
-        assert labelled["prediction"].iloc[0] == plog_frame["target"].iloc[0] + 0.5
+        assert labelled["prediction"].iloc[0] == diabetes_frame["target"].iloc[0] + 0.5
         assert labelled["actual"].iloc[0] == 151.0
     finally:
         second.close()
@@ -127,9 +117,9 @@ def test_full_queue_drops_the_whole_call_without_blocking(plog_db: Path) -> None
 
 
 def test_feedback_reports_unknown_ids_and_replaces_labels(
-    plog_log: PredictionLog, plog_frame: pd.DataFrame, plog_schema: DatasetSchema
+    plog_log: PredictionLog, diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
 ) -> None:
-    ids = record_rows(plog_log, plog_frame.iloc[:3], plog_schema.features, "p")
+    ids = record_rows(plog_log, diabetes_frame.iloc[:3], diabetes_schema.features, "p")
     # No flush here: record_feedback must see predictions recorded a moment ago.
     accepted, unknown = plog_log.record_feedback(
         [(ids[0], 100.0), ("nope", 1.0), (ids[2], 50), ("nope-2", "x")], received_at=T0 + 5
@@ -146,19 +136,19 @@ def test_feedback_reports_unknown_ids_and_replaces_labels(
 
 
 def test_windows_are_half_open_on_prediction_time(
-    plog_log: PredictionLog, plog_frame: pd.DataFrame, plog_schema: DatasetSchema
+    plog_log: PredictionLog, diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
 ) -> None:
-    features = plog_schema.features
+    features = diabetes_schema.features
     for hour in range(3):
         record_rows(
-            plog_log, plog_frame.iloc[hour : hour + 1], features, f"h{hour}-", T0 + 3600 * hour
+            plog_log, diabetes_frame.iloc[hour : hour + 1], features, f"h{hour}-", T0 + 3600 * hour
         )
     assert plog_log.flush()
     assert len(plog_log.recent_features(since=T0 + 3600, until=T0 + 7200)) == 1
     assert len(plog_log.recent_features(since=T0 + 3600)) == 2
     assert len(plog_log.recent_features(until=T0 + 3600)) == 1
     newest = plog_log.recent_features(limit=2)
-    np.testing.assert_array_equal(newest.to_numpy(), plog_frame[features].iloc[1:3].to_numpy())
+    np.testing.assert_array_equal(newest.to_numpy(), diabetes_frame[features].iloc[1:3].to_numpy())
     assert parse_time("2024-06-01T12:00:00") == T0 == parse_time("2024-06-01T14:00:00+02:00")
 
 
@@ -177,31 +167,31 @@ def test_export_round_trips_into_the_ingest_stage(
     suffix: str,
     tmp_path: Path,
     plog_log: PredictionLog,
-    plog_frame: pd.DataFrame,
-    plog_schema: DatasetSchema,
+    diabetes_frame: pd.DataFrame,
+    diabetes_schema: DatasetSchema,
 ) -> None:
-    features, target = plog_schema.features, plog_schema.target
-    rows = plog_frame.iloc[:40]
+    features, target = diabetes_schema.features, diabetes_schema.target
+    rows = diabetes_frame.iloc[:40]
     ids = record_rows(plog_log, rows, features, "e")
-    record_rows(plog_log, plog_frame.iloc[40:50], features, "unlabelled-")
+    record_rows(plog_log, diabetes_frame.iloc[40:50], features, "unlabelled-")
     labels = rows[target].tolist()
     assert plog_log.record_feedback(list(zip(ids, labels)), T0 + 1) == (ids, [])
 
     feedback_dir = tmp_path / "data" / "feedback"
     out = feedback_dir / f"export-20240601T120000{suffix}"
-    assert plog_log.export_labelled(out, plog_schema) == 40
+    assert plog_log.export_labelled(out, diabetes_schema) == 40
     assert [p.name for p in feedback_dir.iterdir()] == [out.name], "no temp file left behind"
 
-    frame, used = read_extra_rows(feedback_dir, list(plog_schema.columns))
+    frame, used = read_extra_rows(feedback_dir, list(diabetes_schema.columns))
     assert used == [str(out)]
-    typed, violations = check(frame, plog_schema)
+    typed, violations = check(frame, diabetes_schema)
     assert violations == []
-    expected = rows[list(plog_schema.columns)].reset_index(drop=True)
+    expected = rows[list(diabetes_schema.columns)].reset_index(drop=True)
     pd.testing.assert_frame_equal(
         typed.reset_index(drop=True), expected, check_exact=suffix != ".csv"
     )
 
-    empty = plog_log.export_labelled(tmp_path / "none.parquet", plog_schema, since=T0 + 10)
+    empty = plog_log.export_labelled(tmp_path / "none.parquet", diabetes_schema, since=T0 + 10)
     assert empty == 0 and not (tmp_path / "none.parquet").exists()
 
 
@@ -276,16 +266,18 @@ def test_export_cli(
     tmp_path: Path,
     plog_db: Path,
     plog_log: PredictionLog,
-    plog_frame: pd.DataFrame,
-    plog_schema: DatasetSchema,
+    diabetes_frame: pd.DataFrame,
+    diabetes_schema: DatasetSchema,
 ) -> None:
     bundle = tmp_path / "champion"
     bundle.mkdir()
     (bundle / "schema.yaml").write_text(
         DIABETES_SCHEMA.read_text(encoding="utf-8"), encoding="utf-8"
     )
-    ids = record_rows(plog_log, plog_frame.iloc[:6], plog_schema.features, "cli-") + record_rows(
-        plog_log, plog_frame.iloc[6:10], plog_schema.features, "late-", T0 + 86400
+    ids = record_rows(
+        plog_log, diabetes_frame.iloc[:6], diabetes_schema.features, "cli-"
+    ) + record_rows(
+        plog_log, diabetes_frame.iloc[6:10], diabetes_schema.features, "late-", T0 + 86400
     )
     plog_log.record_feedback([(i, 100.0) for i in ids], T0 + 90000)
     out = tmp_path / "feedback" / "export.parquet"

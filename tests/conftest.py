@@ -1,0 +1,25 @@
+"""Fixtures shared by every test folder: the bundled diabetes data and its schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes
+
+from mloop.config import DatasetSchema, load_schema
+
+REPO = Path(__file__).resolve().parents[1]
+DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
+
+
+@pytest.fixture(scope="session")
+def diabetes_schema() -> DatasetSchema:
+    return load_schema(DIABETES_SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def diabetes_frame() -> pd.DataFrame:
+    frame: pd.DataFrame = load_diabetes(as_frame=True).frame
+    return frame
