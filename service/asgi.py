@@ -86,6 +86,9 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, routes: set[str]) -> None:
         self.app = app
         self.routes = routes
+        # Label children by (method, route, status class): a closed, small set; labels() per request
+        # would take a lock and build a tuple every time.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,7 +106,21 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            route = scope["path"] if scope["path"] in self.routes else metrics.UNMATCHED_ROUTE
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
-            metrics.http_requests.labels(method, route, f"{status // 100}xx").inc()
-            metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            key = (scope["method"], scope["path"], status // 100)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children_for(*key)
+            children[0].inc()
+            children[1].observe(elapsed)
+
+    def _children_for(self, method: str, path: str, status_class: int) -> tuple[Any, Any]:
+        route = path if path in self.routes else metrics.UNMATCHED_ROUTE
+        method = method if method in KNOWN_METHODS else "OTHER"
+        children = (
+            metrics.http_requests.labels(method, route, f"{status_class}xx"),
+            metrics.http_duration.labels(method, route),
+        )
+        if route == path and method in KNOWN_METHODS:  # unknown paths/methods never grow the cache
+            self._children[(method, path, status_class)] = children
+        return children
