@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps quickstart repro serve metrics plots test test-fast lint format clean clean-all
+.PHONY: help install system-deps quickstart repro serve bench metrics plots test test-fast lint format clean clean-all
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -37,6 +37,11 @@ repro: $(STAMP) ## Run the DVC pipeline (ingest → promote); nothing changed = 
 
 serve: $(STAMP) ## Serve the champion bundle on http://127.0.0.1:8000 (docs at /docs)
 	python -m service --port 8000
+
+bench: $(STAMP) system-deps ## Benchmarks: pipeline runtime, wine quality bars, serving load (needs ../shared/data)
+	python benchmarks/pipeline_runtime.py
+	python benchmarks/wine_quality.py
+	python benchmarks/serving.py --json-out benchmarks/results/serving.json
 
 metrics: $(STAMP) ## Show metrics, and their diff against the last commit
 	dvc metrics diff --precision 4
