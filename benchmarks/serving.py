@@ -387,8 +387,10 @@ class CpuMeter:
     """Who used the CPUs during one measurement: the server, the client, or someone else.
 
     Another process on the machine (a test suite, a build) silently halves a benchmark; the
-    "foreign" share (core time not used by the server, the load generator or this script) is
-    printed next to every figure so a disturbed run is visible rather than believed.
+    "foreign" share (core time not used by the server, the load generator or this script; the
+    idle contenders' ~0.2% each included) is printed next to every figure so a disturbed run is
+    visible rather than believed. Interference from outside the VM does not show here: that is
+    what the interleaved rounds are for.
     """
 
     def __init__(self, server_pgid: int | None) -> None:
