@@ -37,6 +37,9 @@ class RecentWindow:
             self._next = end % self._size
             self._filled = min(self._size, self._filled + n)
 
+    def __len__(self) -> int:
+        return self._filled
+
     def snapshot(self) -> npt.NDArray[np.float64]:
         with self._lock:
             return self._rows[: self._filled].copy()

@@ -225,7 +225,7 @@ class Runtime:
             scores = self.window.drift(model.bundle.reference["features"], model.bundle.features)
             for name, value in scores.items():
                 metrics.feature_drift.labels(name).set(value)
-            metrics.drift_window_rows.set(len(self.window.snapshot()) if scores else 0)
+            metrics.drift_window_rows.set(len(self.window))
         plog = self.prediction_log
         if plog is not None:
             written, dropped = plog.written_rows, plog.dropped_rows
