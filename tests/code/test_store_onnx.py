@@ -125,3 +125,32 @@ def test_unknown_serving_form_in_model_json_is_refused(saved_elasticnet: Path):
     )
     with pytest.raises(ModelLoadError, match="unknown flavor or serving form"):
         load_predictor(saved_elasticnet)
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_hist_gradient_boosting_is_served_through_onnx(
+    tmp_path: Path, diabetes_xy: tuple[np.ndarray, np.ndarray], task: str
+):
+    # skl2onnx 1.20 + protobuf >= 6 fail on HistGradientBoosting without the shim in
+    # export_onnx; this fails when the shim stops working (or is no longer needed and removed).
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    if task == "regression":
+        X, y = diabetes_xy
+        model = HistGradientBoostingRegressor(max_iter=50, random_state=0).fit(X, y)
+        classes = None
+    else:
+        data = load_breast_cancer()
+        X, y = data.data, data.target
+        model = HistGradientBoostingClassifier(max_iter=50, random_state=0).fit(X, y)
+        classes = [int(c) for c in model.classes_]
+    directory = tmp_path / task
+    save_native(model, directory, task, [f"x{i}" for i in range(X.shape[1])])
+    served, reason = export_onnx(model, X, directory, atol=ATOL, rtol=RTOL)
+    assert served, reason
+    predictor = load_predictor(directory)
+    assert isinstance(predictor, OnnxPredictor)
+    if classes is None:
+        np.testing.assert_allclose(predictor.predict(X), model.predict(X), atol=ATOL, rtol=RTOL)
+    else:
+        np.testing.assert_array_equal(predictor.predict(X), model.predict(X))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,6 +112,32 @@ class OnnxPredictor(BaseEstimator):  # type: ignore[misc]
         return np.asarray(self._run(X)[1], dtype=np.float64)
 
 
+@contextmanager
+def _integer_missing_value_flags() -> Iterator[None]:
+    """Work around skl2onnx 1.20 failing on every HistGradientBoosting model with protobuf >= 6.
+
+    Its tree walker passes ``missing_go_to_left`` as a Python bool into an ONNX ``ints``
+    attribute, which protobuf now rejects ("Field onnx.AttributeProto.ints: Expected an int, got
+    a boolean"); without this the boosting candidate is served natively, ~100x slower per row.
+    The flag is cast to the int the ONNX spec asks for. tests/code/test_store_onnx.py fails
+    once skl2onnx no longer has the function, so the shim is removed when it is fixed upstream.
+    """
+    from skl2onnx.common import tree_ensemble
+
+    original = tree_ensemble.add_node
+
+    def add_node(*args: Any, nodes_missing_value_tracks_true: Any = 0, **kwargs: Any) -> Any:
+        return original(
+            *args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true), **kwargs
+        )
+
+    tree_ensemble.add_node = add_node
+    try:
+        yield
+    finally:
+        tree_ensemble.add_node = original
+
+
 def export_onnx(
     estimator: Any, X_sample: npt.NDArray[np.float64], directory: Path, atol: float, rtol: float
 ) -> tuple[bool, str]:
@@ -125,12 +153,13 @@ def export_onnx(
     try:
         from skl2onnx import to_onnx
 
-        onnx_model = to_onnx(
-            estimator,
-            X_sample[:1].astype(np.float32),
-            options={"zipmap": False} if hasattr(estimator, "classes_") else None,
-            target_opset={"": 17, "ai.onnx.ml": 3},
-        )
+        with _integer_missing_value_flags():
+            onnx_model = to_onnx(
+                estimator,
+                X_sample[:1].astype(np.float32),
+                options={"zipmap": False} if hasattr(estimator, "classes_") else None,
+                target_opset={"": 17, "ai.onnx.ml": 3},
+            )
     except Exception as exc:  # noqa: BLE001 - any converter failure means "serve native"
         return False, f"ONNX conversion failed: {type(exc).__name__}: {exc}"[:300]
     path = directory / ONNX_FILE
