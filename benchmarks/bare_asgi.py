@@ -1,9 +1,9 @@
 """The HTTP ceiling: the same server stack as the service, with no application work at all.
 
-uvicorn with httptools and uvloop, no access log, one worker (exactly how ``python -m service``
-runs), and an ASGI app that reads the request body and answers a fixed JSON of the size of a real
-prediction. Whatever this reaches on one core is the most any Python ASGI service on this stack
-can do; the service's throughput is reported as a fraction of it.
+uvicorn with httptools and uvloop, no access log, one worker (the service's stack, with the
+faster of its two event loops), and an ASGI app that reads the request body and answers a fixed
+JSON of the size of a real prediction. Whatever this reaches on one core is the most any Python
+ASGI service on this stack can do; the service's throughput is reported as a fraction of it.
 
     python benchmarks/bare_asgi.py --port 8001
 """

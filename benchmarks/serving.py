@@ -12,7 +12,7 @@ on a model whose cost is not negligible too.
 
 Contenders: this service (``python -m service``, 1 worker) with metrics and prediction log on, and
 off (for the "kept throughput" ratio); ``mlflow models serve --env-manager local``; a bare ASGI app
-(benchmarks/bare_asgi.py) on the same uvicorn/httptools/uvloop stack, the HTTP ceiling. All of them
+(benchmarks/bare_asgi.py) on uvicorn/httptools/uvloop, the HTTP ceiling. All of them
 run at once (idle ones cost ~0.2% of a core) so that throughput can be measured in interleaved
 rounds: a VM's throughput drifts by tens of percent within minutes, and a ratio of two runs taken
 seconds apart is far more trustworthy than one of two runs taken minutes apart.

@@ -9,10 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from enum import Enum
 from pathlib import Path
 
 import typer
 import uvicorn
+
+
+class EventLoop(str, Enum):
+    asyncio = "asyncio"
+    uvloop = "uvloop"
 
 
 def main(
@@ -20,6 +26,9 @@ def main(
     port: int = typer.Option(8000),
     workers: int = typer.Option(1, min=1),
     log_level: str = typer.Option("info"),
+    loop: EventLoop = typer.Option(
+        EventLoop.asyncio, help="asyncio is fair to new connections; uvloop gives ~10% more req/s"
+    ),
 ) -> None:
     """Serve the champion bundle (MLOOP_BUNDLE_DIR, default models/champion)."""
     if workers > 1:
@@ -38,7 +47,10 @@ def main(
         access_log=False,  # uvicorn's access log alone halves throughput; metrics cover it
         log_level=log_level,
         http="httptools",
-        loop="uvloop",
+        # asyncio by default: measured with 1,000 connections on one core, uvloop left some
+        # connections' first request waiting over 2 s (up to 10 s) while it served the others;
+        # asyncio served every request within 0.42 s, for ~10% less throughput.
+        loop=loop.value,
     )
 
 

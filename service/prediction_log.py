@@ -3,16 +3,12 @@
 Predictions are what drift monitoring compares with training; predictions joined with their labels
 are what a retrain learns from (exported into ``data/feedback/``, appended by ``mloop.ingest``).
 
-The request path must never wait for the database, so :meth:`PredictionLog.record` only puts one
-tuple on a bounded in-memory queue; a single background thread turns calls into rows and writes them
-in batches (one transaction each). When the queue is full the call is dropped and counted: losing
-log rows under overload is better than slowing every prediction down.
-
-SQLite is the default (WAL, so the CLI tools read while the service writes; busy_timeout, so
-several writer processes wait for each other instead of failing; synchronous=NORMAL, durable across
-application crashes, at most the last commits lost on power loss). Any other SQLAlchemy URL works:
-only SQLAlchemy Core and portable types are used. Predictions and labels are stored as JSON text so
-one table holds regression values and class labels alike, and values round-trip exactly.
+The request path must never wait for the database, so :meth:`PredictionLog.record` only appends
+the call to a bounded in-memory list. A shipper thread takes the whole list on a timer and hands it
+to the writer process (:mod:`service.log_writer`), which turns calls into rows and writes them in
+batches (one transaction each). When the list is full the call is dropped and counted: losing log
+rows under overload is better than slowing every prediction down. The tables and the database
+settings are in :mod:`service.log_store`.
 
 CLI::
 
@@ -22,44 +18,47 @@ CLI::
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import multiprocessing
 import os
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 import pandas as pd
 import typer
-from sqlalchemy import (
-    Column,
-    Float,
-    ForeignKey,
-    Index,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    event,
-    inspect,
-    make_url,
-    select,
-)
+from sqlalchemy import delete, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from mloop.config import ConfigError, DatasetSchema, load_schema
+from service.log_store import (
+    BatchWriter,
+    Call,
+    WriteResult,
+    create_log_engine,
+    feedback,
+    is_sqlite_memory,
+    malformed,
+    metadata,
+    predictions,
+    redact,
+    sqlite_path,
+)
+from service.log_writer import WRITER_NICENESS, pack, run_writer
+
+__all__ = ["PredictionLog", "PredictionLogError", "feedback", "predictions", "redact"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,36 +68,11 @@ DEFAULT_DB_URL = "sqlite:///predictions.db"
 SCHEMA_FILE = "schema.yaml"
 REFERENCE_FILE = "reference_stats.json"
 META_FILE = "bundle.json"
-SQLITE_BUSY_TIMEOUT_MS = 5000
 EXPORT_SUFFIXES = (".csv", ".parquet")
 # Columns labelled_rows adds next to the features.
 META_COLUMNS = ["prediction", "actual", "model_version", "created_at", "prediction_id"]
 # Bound parameters per IN (...) clause: SQLite's default limit is 999 on old builds.
 _IN_CHUNK = 500
-
-# TEXT everywhere (as documented), except where a TEXT primary key is impossible (MySQL).
-_Id = Text().with_variant(String(255), "mysql", "mariadb")
-
-metadata = MetaData()
-predictions = Table(
-    "predictions",
-    metadata,
-    Column("id", _Id, primary_key=True),
-    Column("created_at", Float, nullable=False),  # epoch seconds, UTC
-    Column("model_version", Text, nullable=False),
-    Column("features", Text, nullable=False),  # JSON object: feature name -> value
-    Column("prediction", Text, nullable=False),  # JSON value: number or class label
-    Index("ix_predictions_created_at", "created_at"),
-)
-feedback = Table(
-    "feedback",
-    metadata,
-    Column(
-        "prediction_id", _Id, ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True
-    ),
-    Column("actual", Text, nullable=False),  # JSON value: the observed target
-    Column("received_at", Float, nullable=False),
-)
 
 
 class PredictionLogError(RuntimeError):
@@ -107,69 +81,19 @@ class PredictionLogError(RuntimeError):
 
 # ------------------------------------------------------------------------------------ the queue
 
-# One record() call, exactly as the request handler passed it: converting to rows is writer work.
-_Call = tuple[str, list[str], npt.NDArray[np.float64], list[str], npt.NDArray[Any], float]
-
 
 class _Flush:
-    """Queued behind pending calls; the writer sets the event once everything before it is written."""
+    """Queued behind pending calls; set once everything queued before it is written."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
 
 
 class _Stop:
-    """Queued by close(): the writer writes what precedes it, then exits."""
+    """Queued by close(): what precedes it is written, then the writer exits."""
 
 
-_Item = Union[_Call, _Flush, _Stop]
-
-
-# ---------------------------------------------------------------------------------- the engine
-
-
-def _is_sqlite_memory(database: str | None) -> bool:
-    return not database or database == ":memory:" or database.startswith("file::memory:")
-
-
-def create_log_engine(url: str) -> Engine:
-    """Engine with the per-connection SQLite settings that make one shared file safe to use.
-
-    busy_timeout and synchronous are per connection, hence the connect hook; WAL is a property of
-    the database file and is set once when the tables are created (:meth:`PredictionLog.start`).
-    An in-memory SQLite database lives in one connection, so it is shared across threads.
-    """
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    if _is_sqlite_memory(parsed.database):
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    else:
-        engine = create_engine(url)
-
-    @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        finally:
-            cursor.close()
-
-    return engine
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL (None for other databases and in-memory SQLite)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or _is_sqlite_memory(parsed.database):
-        return None
-    return Path(str(parsed.database))
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and reports."""
-    return make_url(url).render_as_string(hide_password=True)
+_Item = Union[Call, _Flush, _Stop]
 
 
 # ------------------------------------------------------------------------------ the prediction log
@@ -185,30 +109,6 @@ def _window(since: float | None, until: float | None) -> list[ColumnElement[bool
     return clauses
 
 
-def _call_rows(call: _Call) -> list[dict[str, Any]]:
-    """Rows of one call, JSON-encoded with orjson: the stdlib encoder costs ~5x more per row, which
-    is CPU taken from requests on a one-core server (orjson also writes the shortest exact repr)."""
-    model_version, ids, features, names, outputs, created_at = call
-    n = len(ids)
-    if features.ndim != 2 or features.shape != (n, len(names)) or len(outputs) != n:
-        raise ValueError(
-            f"malformed record call: {n} ids, features {features.shape}, {len(names)} names, "
-            f"{len(outputs)} outputs"
-        )
-    created = float(created_at)
-    version = str(model_version)
-    return [
-        {
-            "id": str(prediction_id),
-            "created_at": created,
-            "model_version": version,
-            "features": orjson.dumps(dict(zip(names, row))).decode(),
-            "prediction": orjson.dumps(output).decode(),
-        }
-        for prediction_id, row, output in zip(ids, features.tolist(), outputs.tolist())
-    ]
-
-
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -219,21 +119,22 @@ class PredictionLog:
 
     Counters (``written_rows``, ``dropped_rows``, ``write_errors``, ``lost_rows``) only grow, so
     they map directly onto Prometheus counters. ``write_errors`` counts failed writes that lost
-    rows (``lost_rows`` of them); a failed batch is first retried call by call, so one bad call
-    (e.g. a duplicate prediction id) does not take the rest of its batch with it.
+    rows (``lost_rows`` of them).
 
-    Why not ``queue.Queue``: every ``put`` notifies the waiting writer thread, so each prediction
-    woke a second thread that then fought the event loop for the GIL; measured, that halved the
-    throughput of a one-core server. Here ``record`` appends to a list under an uncontended lock,
-    and the writer wakes on a timer (``flush_interval_s``) or when someone waits for it (flush,
-    close), then takes the whole list at once.
+    Why not ``queue.Queue``: every ``put`` notifies the waiting consumer, so each prediction woke a
+    second thread that then fought the event loop for the GIL; measured, that cost 40% of a one-core
+    server's throughput. ``record`` appends under an uncontended lock instead, and the shipper wakes
+    on a timer (``flush_interval_s``) or when someone waits for it (flush, close).
+
+    The rows are written by a separate process (:mod:`service.log_writer`), except for in-memory
+    SQLite, which exists only inside this process: there the shipper thread writes them itself.
     """
 
     def __init__(
         self,
         url: str,
         queue_size: int = 10_000,
-        batch_size: int = 512,
+        batch_size: int = 4096,
         flush_interval_s: float = 0.2,
     ) -> None:
         if queue_size < 1 or batch_size < 1 or flush_interval_s <= 0:
@@ -247,12 +148,19 @@ class PredictionLog:
         self.write_errors = 0
         self.lost_rows = 0
         self._engine = create_log_engine(url)
-        self._lock = threading.Lock()  # guards the four fields below
+        self._lock = threading.Lock()  # guards the queue, the counters and the flags
         self._pending: list[_Item] = []
-        self._pending_rows = 0  # accepted and not yet written: queued plus the batch in hand
+        self._pending_rows = 0  # accepted and not yet written: queued, in the pipe, being written
         self._closed = False
+        self._writer_lost = False
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._shipper: threading.Thread | None = None
+        self._receiver: threading.Thread | None = None
+        self._process: BaseProcess | None = None
+        self._connection: Connection | None = None
+        self._local_writer: BatchWriter | None = None
+        self._flush_tokens = itertools.count()
+        self._flushes: dict[int, _Flush] = {}
         self._logged_error = False
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -263,8 +171,10 @@ class PredictionLog:
 
     @property
     def running(self) -> bool:
-        """Whether the writer thread is alive: for health checks."""
-        return self._thread is not None and self._thread.is_alive()
+        """Whether rows are being written: for health checks and flush."""
+        if self._shipper is None or not self._shipper.is_alive() or self._writer_lost:
+            return False
+        return self._process is None or self._process.is_alive()
 
     def create_tables(self) -> None:
         """Create missing tables and switch SQLite to WAL (a persistent property of the file).
@@ -291,29 +201,58 @@ class PredictionLog:
                     logger.warning("%s: SQLite refused WAL mode (journal_mode=%s)", path, mode)
 
     def start(self) -> None:
-        """Create the tables and start the one writer thread (idempotent)."""
+        """Create the tables, start the writer process and the shipper (idempotent)."""
         if self._closed:
             raise RuntimeError("a closed PredictionLog cannot be restarted; create a new one")
-        if self.running:
+        if self._shipper is not None:
             return
         self.create_tables()
-        self._thread = threading.Thread(
-            target=self._writer, name="prediction-log-writer", daemon=True
+        if is_sqlite_memory(self.url):
+            self._local_writer = BatchWriter(self._engine)
+        else:
+            # spawn, not fork: forking a process that runs threads (the event loop's executor,
+            # the housekeeper) can copy a held lock into the child.
+            context = multiprocessing.get_context("spawn")
+            ours, theirs = context.Pipe()
+            self._process = context.Process(
+                target=run_writer,
+                args=(self.url, theirs, WRITER_NICENESS),
+                name="prediction-log-writer",
+                daemon=True,
+            )
+            self._process.start()
+            theirs.close()
+            self._connection = ours
+            self._receiver = threading.Thread(
+                target=self._receive, name="prediction-log-receiver", daemon=True
+            )
+            self._receiver.start()
+        self._shipper = threading.Thread(
+            target=self._ship, name="prediction-log-shipper", daemon=True
         )
-        self._thread.start()
+        self._shipper.start()
 
     def close(self, timeout: float = 5.0) -> bool:
         """Write everything queued, stop the writer and release connections.
 
         Returns False when the writer did not finish within ``timeout``; rows still queued then
-        are lost (the thread is a daemon, so it never holds the process up at exit).
+        are lost (the threads are daemons and the process is killed, so nothing holds exit up).
         """
         with self._lock:
             self._closed = True  # record() drops from now on: nothing would write it
             self._pending.append(_Stop())
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in (self._shipper, self._receiver):
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if self._process is not None:
+            self._process.join(max(0.0, deadline - time.monotonic()))
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(1.0)
+        if self._connection is not None:
+            self._connection.close()
         pending = self.queue_depth()
         finished = pending == 0 and not self.running
         if not finished:
@@ -341,11 +280,11 @@ class PredictionLog:
         by reference, not copied (a copy would be per-row work): the caller must not modify them
         afterwards. A call is accepted while fewer than ``queue_size`` rows are pending, so one
         large call can overshoot the bound by its own size. A malformed call (shapes that do not
-        agree) is detected by the writer and counted as a write error.
+        agree) is counted as a write error when it is shipped.
         """
         rows = len(ids)
         with self._lock:
-            if self._closed or self._pending_rows >= self.queue_size:
+            if self._closed or self._writer_lost or self._pending_rows >= self.queue_size:
                 self.dropped_rows += rows
                 return False
             self._pending_rows += rows
@@ -353,7 +292,7 @@ class PredictionLog:
         return True
 
     def queue_depth(self) -> int:
-        """Rows accepted but not yet committed (queued plus the batch being written)."""
+        """Rows accepted but not yet committed (queued plus those being written)."""
         return self._pending_rows
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -368,95 +307,131 @@ class PredictionLog:
         with self._lock:
             self._pending.append(marker)
         self._wake.set()
-        return marker.done.wait(timeout)
+        return marker.done.wait(timeout) and not self._writer_lost
 
-    # ------------------------------------------------------------------------------ writer
+    # ---------------------------------------------------------------------------- shipping
 
-    def _writer(self) -> None:
+    def _ship(self) -> None:
         while True:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
             with self._lock:
                 items, self._pending = self._pending, []
             try:
-                if self._write_items(items):
+                if self._dispatch(items):
                     return
-            except Exception:  # noqa: BLE001 - the writer must outlive any bug in one batch
-                logger.exception("prediction log: unexpected error in the writer thread")
-                self.write_errors += 1
+            except Exception:  # noqa: BLE001 - the shipper must outlive any bug in one batch
+                logger.exception("prediction log: unexpected error in the shipper thread")
 
-    def _write_items(self, items: list[_Item]) -> bool:
-        """Write the calls in batches of about batch_size rows; True once a stop marker is seen.
-
-        Markers are answered only after every call queued before them is written.
-        """
-        batch: list[_Call] = []
+    def _dispatch(self, items: list[_Item]) -> bool:
+        """Send the calls in order, each marker after the calls before it; True on stop."""
+        batch: list[Call] = []
         rows = 0
-        stop = False
         for item in items:
             if isinstance(item, tuple):
+                problem = malformed(item)
+                if problem is not None:
+                    self._account(len(item[1]), WriteResult(errors=1, lost=len(item[1])))
+                    self._report(problem)
+                    continue
+                if batch and (rows >= self.batch_size or item[3] != batch[-1][3]):
+                    self._send(batch, rows)
+                    batch, rows = [], 0
                 batch.append(item)
                 rows += len(item[1])
-                if rows >= self.batch_size:
-                    self._write_batch(batch, rows)
-                    batch, rows = [], 0
                 continue
-            self._write_batch(batch, rows)
+            self._send(batch, rows)
             batch, rows = [], 0
             if isinstance(item, _Flush):
-                item.done.set()
+                self._send_flush(item)
             else:
-                stop = True
-        self._write_batch(batch, rows)
-        return stop
+                self._send_stop()
+                return True
+        self._send(batch, rows)
+        return False
 
-    def _write_batch(self, calls: list[_Call], rows: int) -> None:
+    def _send(self, calls: list[Call], rows: int) -> None:
         if not calls:
             return
+        if self._local_writer is not None:
+            self._account(rows, self._local_writer.write(calls))
+            return
         try:
-            self._write_calls(calls)
-        except Exception as exc:  # noqa: BLE001 - the items after this batch must still be written
-            self._count_error(rows, exc)
-        finally:
-            with self._lock:
-                self._pending_rows -= rows
+            assert self._connection is not None
+            self._connection.send(("rows", pack(calls)))
+        except Exception as exc:  # noqa: BLE001 - a dead writer or an unpicklable output
+            self._account(rows, WriteResult(errors=1, lost=rows))
+            self._report(f"{rows} row(s) not sent to the writer: {type(exc).__name__}: {exc}")
 
-    def _write_calls(self, calls: list[_Call]) -> None:
-        converted: list[tuple[int, list[dict[str, Any]]]] = []
-        for call in calls:
-            try:
-                converted.append((len(call[1]), _call_rows(call)))
-            except Exception as exc:  # noqa: BLE001 - a bad call must not cost the others
-                self._count_error(len(call[1]), exc)
-        if not converted:
+    def _send_flush(self, marker: _Flush) -> None:
+        if self._connection is None:
+            marker.done.set()  # the local writer has written everything before it
+            return
+        token = next(self._flush_tokens)
+        self._flushes[token] = marker
+        try:
+            self._connection.send(("flush", token))
+        except OSError:
+            self._flushes.pop(token, None)
+            marker.done.set()  # flush() reports the lost writer
+
+    def _send_stop(self) -> None:
+        if self._connection is None:
             return
         try:
-            with self._engine.begin() as connection:
-                connection.execute(
-                    predictions.insert(), [row for _, rows in converted for row in rows]
-                )
-            self.written_rows += sum(n for n, _ in converted)
-            return
-        except SQLAlchemyError as exc:
-            if len(converted) == 1:
-                self._count_error(converted[0][0], exc)
+            self._connection.send(("stop",))
+        except OSError:
+            pass  # the writer is gone already; close() reports what was not written
+
+    def _receive(self) -> None:
+        """Apply the writer's acknowledgements; notice when the writer dies."""
+        assert self._connection is not None
+        while True:
+            try:
+                message = self._connection.recv()
+            except (EOFError, OSError):
+                break
+            kind = message[0]
+            if kind == "done":
+                self._account(message[1], WriteResult(*message[2:]))
+            elif kind == "flushed":
+                marker = self._flushes.pop(message[1], None)
+                if marker is not None:
+                    marker.done.set()
+            elif kind == "stopped":
                 return
-            logger.warning("prediction log: batch insert failed (%s); retrying call by call", exc)
-        for n, rows in converted:
-            try:
-                with self._engine.begin() as connection:
-                    connection.execute(predictions.insert(), rows)
-                self.written_rows += n
-            except SQLAlchemyError as exc:
-                self._count_error(n, exc)
-
-    def _count_error(self, rows: int, exc: BaseException) -> None:
-        self.write_errors += 1
-        self.lost_rows += rows
-        # The first failure gets a traceback; a database that stays down must not flood the log.
+        # The pipe closed without "stopped": the writer process died.
+        code = self._process.exitcode if self._process is not None else None
+        with self._lock:
+            self._writer_lost = True
+            lost = self._pending_rows - sum(
+                len(item[1]) for item in self._pending if isinstance(item, tuple)
+            )
+            self._pending_rows -= lost
+            self.lost_rows += lost
+            self.write_errors += 1 if lost else 0
         logger.error(
-            "prediction log: %d row(s) not written: %s", rows, exc, exc_info=not self._logged_error
+            "prediction log: the writer process exited (code %s); %d row(s) lost, new "
+            "predictions are dropped and counted until the service restarts",
+            code,
+            lost,
         )
+        for marker in list(self._flushes.values()):
+            marker.done.set()
+
+    def _account(self, rows: int, result: WriteResult) -> None:
+        with self._lock:
+            self._pending_rows -= rows
+            self.written_rows += result.written
+            self.write_errors += result.errors
+            self.lost_rows += result.lost
+
+    def _report(self, message: str) -> None:
+        # The first failure is an error; repeats (a database that stays down) must not flood.
+        if self._logged_error:
+            logger.debug("prediction log: %s", message)
+        else:
+            logger.error("prediction log: %s", message)
         self._logged_error = True
 
     # ---------------------------------------------------------------------------- feedback

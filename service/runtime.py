@@ -206,7 +206,9 @@ class Runtime:
             from service.prediction_log import PredictionLog
 
             self.prediction_log = PredictionLog(
-                self.settings.prediction_log_url, queue_size=self.settings.prediction_log_queue_rows
+                self.settings.prediction_log_url,
+                queue_size=self.settings.prediction_log_queue_rows,
+                flush_interval_s=self.settings.prediction_log_flush_interval_s,
             )
             self.prediction_log.start()
         if self.store.current is None:

@@ -1,10 +1,13 @@
-"""service.prediction_log: real SQLite files, the real writer thread, the pipeline's real ingest."""
+"""service.prediction_log: real SQLite files, the real writer process, the pipeline's real ingest."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -250,6 +253,66 @@ def test_writer_survives_database_errors(plog_db: Path) -> None:
     finally:
         log.close()
     assert stored_ids(plog_db) == ["after", "dup", "ok"]
+
+
+def test_rows_are_written_by_a_separate_background_process(plog_log: PredictionLog) -> None:
+    # The serving process only packs calls; the per-row work runs in another process, which
+    # gives the core to requests at once while it keeps up (SCHED_IDLE).
+    writer = plog_log._process
+    assert writer is not None and writer.pid != os.getpid() and writer.is_alive()
+    names, row = ["x1", "x2"], np.array([[0.25, 1e-300]])
+    for index in range(50):
+        assert plog_log.record("1", [f"p{index:02d}"], row, names, np.array([index / 3]), T0)
+    assert plog_log.flush()
+    assert plog_log.written_rows == 50 and plog_log.queue_depth() == 0
+    if hasattr(os, "SCHED_IDLE"):
+        deadline = time.monotonic() + 5
+        while os.sched_getscheduler(writer.pid) != os.SCHED_IDLE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
+    rows = plog_log.labelled_rows()
+    assert rows.empty, "no feedback yet: nothing is labelled"
+    with sqlite3.connect(plog_log.url.removeprefix("sqlite:///")) as connection:
+        stored = connection.execute(
+            "SELECT features, prediction FROM predictions WHERE id = 'p07'"
+        ).fetchone()
+    assert stored == ('{"x1":0.25,"x2":1e-300}', repr(7 / 3)), "values round-trip exactly"
+
+
+def test_a_dead_writer_process_is_reported_and_new_rows_are_dropped(plog_db: Path) -> None:
+    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
+    log.start()
+    try:
+        names, row = ["x"], np.ones((1, 1))
+        assert log.record("1", ["before"], row, names, np.array([1.0]), T0)
+        assert log.flush() and log.written_rows == 1
+        assert log._process is not None and log._process.pid is not None
+        os.kill(log._process.pid, signal.SIGKILL)
+        log._process.join(5)
+        deadline = time.monotonic() + 5
+        while log.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not log.running, "a killed writer is noticed"
+        assert not log.record("1", ["after"], row, names, np.array([2.0]), T0)
+        assert log.dropped_rows == 1 and log.queue_depth() == 0
+    finally:
+        log.close(timeout=2)
+    assert stored_ids(plog_db) == ["before"]
+
+
+def test_in_memory_sqlite_is_written_in_process(tmp_path: Path) -> None:
+    # An in-memory database exists only inside this process: a writer process could not see it.
+    log = PredictionLog("sqlite://", flush_interval_s=0.01)
+    log.start()
+    try:
+        assert log._process is None
+        names = ["x"]
+        assert log.record("1", ["m1", "m2"], np.ones((2, 1)), names, np.array([1.0, 2.0]), T0)
+        assert log.flush() and log.written_rows == 2
+        accepted, unknown = log.record_feedback([("m1", 1.5), ("nope", 0.0)], T0 + 1)
+        assert accepted == ["m1"] and unknown == ["nope"]
+    finally:
+        assert log.close()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
