@@ -43,13 +43,38 @@ logger = logging.getLogger("service.prediction_log")
 # rather than dropped.
 WRITER_NICENESS = 10
 BACKLOG_GRACE_S = 1.0
+CAP_SYS_NICE = 23  # linux/capability.h
+
+
+def _can_raise_priority(niceness: int) -> bool:
+    """Whether this process may go back from SCHED_IDLE to SCHED_OTHER at ``niceness``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("CapEff:") and int(line.split()[1], 16) & (1 << CAP_SYS_NICE):
+                    return True
+    except (OSError, ValueError):
+        pass
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return False
+    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    return bool(soft == resource.RLIM_INFINITY or soft >= 20 - niceness)
 
 
 class _Priority:
     """Background (SCHED_IDLE) while the writer keeps up, nice-10 normal while it has a backlog."""
 
     def __init__(self, niceness: int) -> None:
-        self.supported = hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE")
+        # Leaving SCHED_IDLE needs CAP_SYS_NICE or a high enough RLIMIT_NICE (a container's root
+        # has neither by default). Without it the writer would be stuck idle-class and starve on a
+        # saturated core, so it stays an ordinary nice task instead.
+        self.supported = (
+            hasattr(os, "sched_setscheduler")
+            and hasattr(os, "SCHED_IDLE")
+            and _can_raise_priority(niceness)
+        )
         self.background = False
         self.backlog_since: float | None = None
         if niceness > 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -277,6 +278,30 @@ def test_rows_are_written_by_a_separate_background_process(plog_log: PredictionL
             "SELECT features, prediction FROM predictions WHERE id = 'p07'"
         ).fetchone()
     assert stored == ('{"x1":0.25,"x2":1e-300}', repr(7 / 3)), "values round-trip exactly"
+
+
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to run the check as an unprivileged user",
+)
+def test_the_writer_only_goes_idle_class_when_it_can_come_back() -> None:
+    # An unprivileged process cannot leave SCHED_IDLE; such a writer would starve under load.
+    check = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from service.log_writer import _can_raise_priority; print(_can_raise_priority(10))"
+    )
+    as_root = subprocess.run(
+        [sys.executable, "-c", check, str(REPO)], capture_output=True, text=True, check=True
+    )
+    assert as_root.stdout.strip() == "True"
+    unprivileged = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+        + [sys.executable, "-c", check, str(REPO)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert unprivileged.stdout.strip() == "False", unprivileged.stderr
 
 
 def test_a_dead_writer_process_is_reported_and_new_rows_are_dropped(plog_db: Path) -> None:
