@@ -2,9 +2,8 @@
 
 Why a process and not a thread: measured on one core, a writer thread that JSON-encodes and inserts
 a few hundred rows every 200 ms took the GIL from the event loop often enough to move an unloaded
-request's p99 from 0.44 ms to 4 ms (each time the loop came back from ``epoll`` it waited for the
-writer's switch interval). The serving process now only packs the queued calls into a few arrays
-(:func:`pack`, a fraction of a millisecond per batch) and sends them through a pipe; this process
+request's p99 from 0.44 ms (writer asleep) to ~4 ms. The serving process now only packs the queued
+calls into a few arrays (:func:`pack`, ~1.3 us per row) and sends them through a pipe; this process
 does the per-row work at a lower CPU priority, so on a saturated core requests go first.
 
 Protocol (tuples over a ``multiprocessing`` pipe):
@@ -35,12 +34,11 @@ from service.log_store import BatchWriter, Call, WriteResult, create_log_engine
 
 logger = logging.getLogger("service.prediction_log")
 
-# While it keeps up, the writer runs as SCHED_IDLE: the kernel gives the core to a waking request at
-# once (with an ordinary nice value it first finishes its slice, which moved an unloaded request's
-# p99 from 0.6 ms to 4 ms, even with the writer on the load generator's core). When messages queue
-# up (a saturated core starves an idle-class task), it switches to SCHED_OTHER at this niceness,
-# ~10% of a contended core: enough for ~15 us per row at the full request rate, so rows are written
-# rather than dropped.
+# While it keeps up, the writer runs as SCHED_IDLE: the kernel preempts an idle-class task as soon
+# as a normal one (the event loop woken by a request) becomes runnable, instead of letting it finish
+# its slice. A saturated core starves an idle-class task, so when messages have queued up for over
+# BACKLOG_GRACE_S it switches to SCHED_OTHER at this niceness (~10% of a contended core, enough for
+# ~15 us per row at the full single-core request rate): rows are written rather than dropped.
 WRITER_NICENESS = 10
 BACKLOG_GRACE_S = 1.0
 CAP_SYS_NICE = 23  # linux/capability.h
