@@ -2,8 +2,8 @@
 
 Why a process and not a thread: measured on one core, a writer thread that JSON-encodes and inserts
 a few hundred rows every 200 ms took the GIL from the event loop often enough to move an unloaded
-request's p99 from 0.44 ms (writer asleep) to ~4 ms. The serving process now only packs the queued
-calls into a few arrays (:func:`pack`, ~1.3 us per row) and sends them through a pipe; this process
+request's p99 from 0.44 ms (writer asleep) to ~4 ms. The serving process now only keeps the queued
+rows in a few column buffers (:class:`Packed`) and sends them through a pipe; this process
 does the per-row work at a lower CPU priority, so on a saturated core requests go first.
 
 Protocol (tuples over a ``multiprocessing`` pipe):
@@ -108,7 +108,7 @@ class _Priority:
 @dataclass
 class Packed:
     """Calls that share feature names, as a few arrays: pickling one array is far cheaper than
-    pickling a thousand small ones, and this packing runs in the serving process."""
+    pickling a thousand small ones."""
 
     names: list[str]
     counts: npt.NDArray[np.int64]
@@ -167,19 +167,6 @@ def write_packed(writer: BatchWriter, packed: Packed) -> WriteResult:
     except Exception as exc:  # noqa: BLE001 - e.g. an output orjson cannot encode
         logger.warning("batch conversion failed (%s); retrying call by call", exc)
     return writer.write(packed.unpack())
-
-
-def pack(calls: list[Call]) -> Packed:
-    """Pack well-formed calls that share one feature-name list (the caller groups them)."""
-    return Packed(
-        names=list(calls[0][3]),
-        counts=np.fromiter((len(call[1]) for call in calls), dtype=np.int64, count=len(calls)),
-        ids=list(itertools.chain.from_iterable(call[1] for call in calls)),
-        features=np.concatenate([call[2] for call in calls]),
-        outputs=np.concatenate([np.asarray(call[4]) for call in calls]),
-        created_at=np.fromiter((call[5] for call in calls), dtype=np.float64, count=len(calls)),
-        versions=[call[0] for call in calls],
-    )
 
 
 def run_writer(url: str, connection: Connection, niceness: int = WRITER_NICENESS) -> None:

@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     prediction_log_enabled: bool = True
     prediction_log_queue_rows: int = Field(100_000, ge=1)
     prediction_log_flush_interval_s: float = Field(
-        0.2, gt=0, description="how often queued predictions are handed to the writer process"
+        1.0, gt=0, description="how often queued predictions are handed to the writer process"
     )
     admin_token: SecretStr | None = None
     admin_token_file: Path | None = None
