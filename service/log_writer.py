@@ -94,6 +94,10 @@ class _Priority:
             self.set(background=False)
 
     def set(self, background: bool) -> None:
+        # The service may have raised this process meanwhile (boost_writer), so the current
+        # policy is read back rather than remembered.
+        if self.supported:
+            self.background = os.sched_getscheduler(0) == os.SCHED_IDLE
         if not self.supported or background == self.background:
             return
         policy = os.SCHED_IDLE if background else os.SCHED_OTHER
@@ -103,6 +107,17 @@ class _Priority:
         except OSError as exc:  # e.g. leaving SCHED_IDLE without the privilege to: stay as is
             logger.warning("writer scheduling policy unchanged (%s)", exc)
             self.supported = False
+
+
+def boost_writer(pid: int) -> bool:
+    """Move the writer out of SCHED_IDLE from the service process: it knows first when the writer
+    is starved (no acknowledgement for a while, or someone waiting on a flush), whereas a starved
+    idle-class writer may not run long enough to notice. False when not permitted."""
+    try:
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 @dataclass

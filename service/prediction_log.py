@@ -55,7 +55,14 @@ from service.log_store import (
     redact,
     sqlite_path,
 )
-from service.log_writer import WRITER_NICENESS, Packed, run_writer
+from service.log_writer import (
+    BACKLOG_GRACE_S,
+    WRITER_NICENESS,
+    Packed,
+    _can_raise_priority,
+    boost_writer,
+    run_writer,
+)
 
 __all__ = ["PredictionLog", "PredictionLogError", "feedback", "predictions", "redact"]
 
@@ -213,6 +220,8 @@ class PredictionLog:
         self._connection: Connection | None = None
         self._local_writer: BatchWriter | None = None
         self._flush_tokens = itertools.count()
+        self._last_ack = time.monotonic()
+        self._can_boost = _can_raise_priority(WRITER_NICENESS)
         self._flushes: dict[int, _Flush] = {}
         self._logged_error = False
 
@@ -224,10 +233,12 @@ class PredictionLog:
 
     @property
     def running(self) -> bool:
-        """Whether rows are being written: for health checks and flush."""
-        if self._shipper is None or not self._shipper.is_alive() or self._writer_lost:
-            return False
-        return self._process is None or self._process.is_alive()
+        """Whether rows are being written: for health checks and flush.
+
+        A dead writer process counts once the receiver has seen its pipe close (at once, in
+        practice): from then on ``record`` drops, so the two always agree.
+        """
+        return self._shipper is not None and self._shipper.is_alive() and not self._writer_lost
 
     def create_tables(self) -> None:
         """Create missing tables and switch SQLite to WAL (a persistent property of the file).
@@ -372,7 +383,18 @@ class PredictionLog:
         with self._lock:
             self._pending.append(marker)
         self._wake.set()
+        self._boost()  # someone waits: an idle-class writer must not wait for a free core
         return marker.done.wait(timeout) and not self._writer_lost
+
+    def _unacked_rows(self) -> int:
+        """Rows handed to the writer and not yet acknowledged."""
+        with self._lock:
+            queued = sum(item.rows for item in self._pending if isinstance(item, _Columns))
+            return self._pending_rows - queued
+
+    def _boost(self) -> None:
+        if self._process is not None and self._process.pid is not None and self._can_boost:
+            self._can_boost = boost_writer(self._process.pid)
 
     # ---------------------------------------------------------------------------- shipping
 
@@ -387,6 +409,8 @@ class PredictionLog:
                     return
             except Exception:  # noqa: BLE001 - the shipper must outlive any bug in one batch
                 logger.exception("prediction log: unexpected error in the shipper thread")
+            if self._unacked_rows() > 0 and time.monotonic() - self._last_ack > BACKLOG_GRACE_S:
+                self._boost()  # starved (by requests or by other processes): give it a share
 
     def _dispatch(self, items: list[_Item]) -> bool:
         """Send the segments in order, each marker after the rows before it; True on stop."""
@@ -470,6 +494,7 @@ class PredictionLog:
 
     def _account(self, rows: int, result: WriteResult) -> None:
         with self._lock:
+            self._last_ack = time.monotonic()
             self._pending_rows -= rows
             self.written_rows += result.written
             self.write_errors += result.errors
