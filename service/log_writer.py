@@ -20,7 +20,6 @@ import itertools
 import logging
 import os
 import signal
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -36,9 +35,10 @@ logger = logging.getLogger("service.prediction_log")
 
 # While it keeps up, the writer runs as SCHED_IDLE: the kernel preempts an idle-class task as soon
 # as a normal one (the event loop woken by a request) becomes runnable, instead of letting it finish
-# its slice. A saturated core starves an idle-class task, so when messages have queued up for over
-# BACKLOG_GRACE_S it switches to SCHED_OTHER at this niceness (~10% of a contended core, enough for
-# ~15 us per row at the full single-core request rate): rows are written rather than dropped.
+# its slice. A saturated core starves an idle-class task, so when nothing has been acknowledged for
+# BACKLOG_GRACE_S, or a flush is waiting, the service raises it to SCHED_OTHER at this niceness
+# (boost_writer; ~10% of a contended core, enough for ~15 us per row at the full single-core
+# request rate): rows are written rather than dropped. It goes back once its pipe is empty.
 WRITER_NICENESS = 10
 BACKLOG_GRACE_S = 1.0
 CAP_SYS_NICE = 23  # linux/capability.h
@@ -61,50 +61,34 @@ def _can_raise_priority(niceness: int) -> bool:
     return bool(soft == resource.RLIM_INFINITY or soft >= 20 - niceness)
 
 
-class _Priority:
-    """Background (SCHED_IDLE) while the writer keeps up, nice-10 normal while it has a backlog."""
+class _Background:
+    """Puts the writer into SCHED_IDLE whenever it has nothing queued (the service takes it out).
+
+    Leaving SCHED_IDLE needs CAP_SYS_NICE or a high enough RLIMIT_NICE (a container's root has
+    neither by default). Without it the writer would be stuck idle-class and starve on a saturated
+    core, so it stays an ordinary nice task instead.
+    """
 
     def __init__(self, niceness: int) -> None:
-        # Leaving SCHED_IDLE needs CAP_SYS_NICE or a high enough RLIMIT_NICE (a container's root
-        # has neither by default). Without it the writer would be stuck idle-class and starve on a
-        # saturated core, so it stays an ordinary nice task instead.
         self.supported = (
             hasattr(os, "sched_setscheduler")
             and hasattr(os, "SCHED_IDLE")
             and _can_raise_priority(niceness)
         )
-        self.background = False
-        self.backlog_since: float | None = None
         if niceness > 0:
             try:
                 os.nice(niceness)
             except OSError as exc:  # not permitted: only latency under load suffers
                 logger.info("writer niceness unchanged (%s)", exc)
-        self.set(background=True)
+        self.enter()
 
-    def update(self, backlog: bool) -> None:
-        """Leave the background only for a backlog older than a second (a burst is not one)."""
-        now = time.monotonic()
-        if not backlog:
-            self.backlog_since = None
-            self.set(background=True)
-        elif self.backlog_since is None:
-            self.backlog_since = now
-        elif now - self.backlog_since > BACKLOG_GRACE_S:
-            self.set(background=False)
-
-    def set(self, background: bool) -> None:
-        # The service may have raised this process meanwhile (boost_writer), so the current
-        # policy is read back rather than remembered.
-        if self.supported:
-            self.background = os.sched_getscheduler(0) == os.SCHED_IDLE
-        if not self.supported or background == self.background:
+    def enter(self) -> None:
+        # Read back, not remembered: the service may have raised this process meanwhile.
+        if not self.supported or os.sched_getscheduler(0) == os.SCHED_IDLE:
             return
-        policy = os.SCHED_IDLE if background else os.SCHED_OTHER
         try:
-            os.sched_setscheduler(0, policy, os.sched_param(0))
-            self.background = background
-        except OSError as exc:  # e.g. leaving SCHED_IDLE without the privilege to: stay as is
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:
             logger.warning("writer scheduling policy unchanged (%s)", exc)
             self.supported = False
 
@@ -196,7 +180,7 @@ def run_writer(url: str, connection: Connection, niceness: int = WRITER_NICENESS
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [prediction-log-writer] %(message)s"
     )
-    priority = _Priority(niceness)
+    background = _Background(niceness)
     engine = create_log_engine(url)
     writer = BatchWriter(engine)
     try:
@@ -217,7 +201,8 @@ def run_writer(url: str, connection: Connection, niceness: int = WRITER_NICENESS
                 return
             else:
                 logger.error("unknown message %r ignored", kind)
-            priority.update(backlog=connection.poll(0))
+            if not connection.poll(0):
+                background.enter()
     finally:
         engine.dispose()
         connection.close()

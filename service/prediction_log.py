@@ -3,10 +3,10 @@
 Predictions are what drift monitoring compares with training; predictions joined with their labels
 are what a retrain learns from (exported into ``data/feedback/``, appended by ``mloop.ingest``).
 
-The request path must never wait for the database, so :meth:`PredictionLog.record` only appends
-the call to a bounded in-memory list. A shipper thread takes the whole queue on a timer (1 s) and hands it
-to the writer process (:mod:`service.log_writer`), which turns calls into rows and writes them in
-batches (one transaction each). When the list is full the call is dropped and counted: losing log
+The request path must never wait for the database, so :meth:`PredictionLog.record` only copies
+the call's rows into bounded in-memory column buffers. Once a second a shipper thread hands them
+to the writer process (:mod:`service.log_writer`), which turns them into rows and writes each
+shipment in one transaction. When the buffers are full the call is dropped and counted: losing log
 rows under overload is better than slowing every prediction down. The tables and the database
 settings are in :mod:`service.log_store`.
 
@@ -62,6 +62,7 @@ from service.log_writer import (
     _can_raise_priority,
     boost_writer,
     run_writer,
+    write_packed,
 )
 
 __all__ = ["PredictionLog", "PredictionLogError", "feedback", "predictions", "redact"]
@@ -183,7 +184,7 @@ class PredictionLog:
 
     Why not ``queue.Queue``: every ``put`` notifies the waiting consumer, so each prediction woke a
     second thread that then fought the event loop for the GIL; measured, that cost 40% of a one-core
-    server's throughput. ``record`` appends under an uncontended lock instead, and the shipper wakes
+    server's throughput. ``record`` copies rows under an uncontended lock instead, and the shipper wakes
     on a timer (``flush_interval_s``) or when someone waits for it (flush, close).
 
     The rows are written by a separate process (:mod:`service.log_writer`), except for in-memory
@@ -194,14 +195,12 @@ class PredictionLog:
         self,
         url: str,
         queue_size: int = 10_000,
-        batch_size: int = 4096,
         flush_interval_s: float = 1.0,
     ) -> None:
-        if queue_size < 1 or batch_size < 1 or flush_interval_s <= 0:
-            raise ValueError("queue_size and batch_size must be >= 1, flush_interval_s > 0")
+        if queue_size < 1 or flush_interval_s <= 0:
+            raise ValueError("queue_size must be >= 1, flush_interval_s > 0")
         self.url = url
         self.queue_size = queue_size
-        self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.written_rows = 0
         self.dropped_rows = 0
@@ -386,11 +385,10 @@ class PredictionLog:
         self._boost()  # someone waits: an idle-class writer must not wait for a free core
         return marker.done.wait(timeout) and not self._writer_lost
 
-    def _unacked_rows(self) -> int:
-        """Rows handed to the writer and not yet acknowledged."""
-        with self._lock:
-            queued = sum(item.rows for item in self._pending if isinstance(item, _Columns))
-            return self._pending_rows - queued
+    def _in_flight_rows(self) -> int:
+        """Rows handed to the writer and not yet acknowledged; call with the lock held."""
+        queued = sum(item.rows for item in self._pending if isinstance(item, _Columns))
+        return self._pending_rows - queued
 
     def _boost(self) -> None:
         if self._process is not None and self._process.pid is not None and self._can_boost:
@@ -409,7 +407,9 @@ class PredictionLog:
                     return
             except Exception:  # noqa: BLE001 - the shipper must outlive any bug in one batch
                 logger.exception("prediction log: unexpected error in the shipper thread")
-            if self._unacked_rows() > 0 and time.monotonic() - self._last_ack > BACKLOG_GRACE_S:
+            with self._lock:
+                starved = self._in_flight_rows() > 0
+            if starved and time.monotonic() - self._last_ack > BACKLOG_GRACE_S:
                 self._boost()  # starved (by requests or by other processes): give it a share
 
     def _dispatch(self, items: list[_Item]) -> bool:
@@ -427,7 +427,7 @@ class PredictionLog:
     def _send(self, segment: _Columns) -> None:
         rows = segment.rows
         if self._local_writer is not None:
-            self._account(rows, self._local_writer.write(segment.packed().unpack()))
+            self._account(rows, write_packed(self._local_writer, segment.packed()))
             return
         try:
             assert self._connection is not None
@@ -477,9 +477,7 @@ class PredictionLog:
         code = self._process.exitcode if self._process is not None else None
         with self._lock:
             self._writer_lost = True
-            lost = self._pending_rows - sum(
-                item.rows for item in self._pending if isinstance(item, _Columns)
-            )
+            lost = self._in_flight_rows()
             self._pending_rows -= lost
             self.lost_rows += lost
             self.write_errors += 1 if lost else 0

@@ -198,7 +198,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ background work
     def start(self) -> None:
-        # Background threads (log writer, housekeeping, bundle watcher) hold the GIL for at most
+        # Background threads (log shipper, housekeeping, bundle watcher) hold the GIL for at most
         # this long while a request waits for it; CPython's default of 5 ms alone would exceed
         # the 2 ms p99 budget of an unloaded request.
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
