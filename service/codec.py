@@ -54,7 +54,9 @@ def _loc_of(message: str) -> tuple[list[str | int], str]:
 class DecodedBatch:
     features: npt.NDArray[np.float64]
     single: bool
-    out_of_range: npt.NDArray[np.int64]  # per-feature counts; all zero (and shared) when clean
+    out_of_range: (
+        npt.NDArray[np.int64] | None
+    )  # per-feature counts; None when every value is in range
 
 
 class RecordCodec:
@@ -80,7 +82,9 @@ class RecordCodec:
             None if s.allowed is None else np.asarray(s.allowed, dtype=float) for s in specs
         ]
         self.allowed_columns = any(values is not None for values in self.allowed)
-        self._in_range = np.zeros(len(self.features), dtype=np.int64)
+        # The same bounds as Python floats, for one record: eleven comparisons in the interpreter
+        # take ~1 us, numpy's per-call overhead on an 11-element array ~8 us (a third of decoding).
+        self._bounds = list(zip(self.lows.tolist(), self.highs.tolist()))
 
     def decode(self, body: bytes) -> DecodedBatch:
         try:
@@ -101,15 +105,26 @@ class RecordCodec:
                 f"batch of {len(rows)} rows exceeds the maximum of {self.max_rows}",
                 "too_large",
             )
-        matrix = np.array([msgspec.structs.astuple(row) for row in rows], dtype=np.float64)
-        # One fused comparison on the common path (NaN fails it too); diagnose only on failure.
-        if self.allowed_columns or not ((matrix >= self.lows) & (matrix <= self.highs)).all():
+        if single:
+            values = msgspec.structs.astuple(decoded)
+            matrix = np.array((values,), dtype=np.float64)
+            clean = not self.allowed_columns and all(
+                low <= value <= high for value, (low, high) in zip(values, self._bounds)
+            )
+        else:
+            matrix = np.array([msgspec.structs.astuple(row) for row in rows], dtype=np.float64)
+            # One fused comparison (NaN fails it too); diagnose only on failure.
+            clean = not self.allowed_columns and bool(
+                ((matrix >= self.lows) & (matrix <= self.highs)).all()
+            )
+        if not clean:
             if not np.isfinite(matrix).all():
                 row, col = np.argwhere(~np.isfinite(matrix))[0]
                 loc = self._loc(single, int(row), int(col))
                 raise error(422, loc, "value is not finite", "finite")
-            return DecodedBatch(matrix, single, self._check_ranges(matrix, single))
-        return DecodedBatch(matrix, single, self._in_range)
+            counts = self._check_ranges(matrix, single)
+            return DecodedBatch(matrix, single, counts if counts.any() else None)
+        return DecodedBatch(matrix, single, None)
 
     def _loc(self, single: bool, row: int, col: int) -> list[str | int]:
         return [self.features[col]] if single else [row, self.features[col]]

@@ -121,7 +121,7 @@ class Runtime:
                 self._count_out_of_range(model, exc.out_of_range)
             return exc.status, orjson.dumps({"detail": exc.detail})
         features = batch.features
-        if batch.out_of_range.any():
+        if batch.out_of_range is not None:
             self._count_out_of_range(model, batch.out_of_range)
         started = time.perf_counter()
         outputs = model.bundle.predictor.predict(features)

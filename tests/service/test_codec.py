@@ -1,0 +1,72 @@
+"""The /predict decoder on its own: one record and a batch take different range-check paths (plain
+Python comparisons for one record, numpy for a batch), so both are held to the same answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from mloop.config import DatasetSchema, load_schema
+from service.codec import RecordCodec, RequestError
+from tests.service.service_fixtures import DIABETES_SCHEMA
+
+
+@pytest.fixture(scope="module")
+def schema() -> DatasetSchema:
+    return load_schema(DIABETES_SCHEMA)
+
+
+def record(schema: DatasetSchema, **changes: float) -> dict[str, float]:
+    return {**{name: 0.01 for name in schema.features}, **changes}
+
+
+def codec(schema: DatasetSchema, policy: str) -> RecordCodec:
+    return RecordCodec(schema, max_rows=10, out_of_range=policy)
+
+
+@pytest.mark.parametrize("policy", ["reject", "flag"])
+def test_clean_input_has_no_out_of_range_counts(schema: DatasetSchema, policy: str) -> None:
+    one = codec(schema, policy).decode(orjson.dumps(record(schema, bmi=0.5)))  # max is inclusive
+    assert one.single and one.out_of_range is None
+    assert one.features.shape == (1, len(schema.features)) and one.features.dtype == np.float64
+    assert one.features[0, schema.features.index("bmi")] == 0.5
+    many = codec(schema, policy).decode(orjson.dumps([record(schema)] * 3))
+    assert not many.single and many.out_of_range is None and many.features.shape[0] == 3
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one-record", "batch"])
+def test_flag_policy_serves_and_counts_per_feature(schema: DatasetSchema, batch: bool) -> None:
+    body = [record(schema, bmi=0.9, age=-0.7), record(schema, bmi=0.6)] if batch else None
+    payload = body if batch else record(schema, bmi=0.9, age=-0.7)
+    decoded = codec(schema, "flag").decode(orjson.dumps(payload))
+    assert decoded.out_of_range is not None
+    counts = dict(zip(schema.features, decoded.out_of_range.tolist()))
+    assert counts["bmi"] == (2 if batch else 1) and counts["age"] == 1
+    assert sum(counts.values()) == (3 if batch else 2)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one-record", "batch"])
+def test_reject_policy_names_the_first_offender(schema: DatasetSchema, batch: bool) -> None:
+    payload = [record(schema), record(schema, bp=-0.51)] if batch else record(schema, bp=-0.51)
+    with pytest.raises(RequestError) as caught:
+        codec(schema, "reject").decode(orjson.dumps(payload))
+    error = caught.value
+    assert error.status == 422
+    assert error.detail[0]["loc"] == (["body", 1, "bp"] if batch else ["body", "bp"])
+    assert "outside the allowed range [-0.5, 0.5]" in error.detail[0]["msg"]
+    assert error.out_of_range is not None and error.out_of_range.sum() == 1
+
+
+@pytest.mark.parametrize("policy", ["reject", "flag"])
+@pytest.mark.parametrize("batch", [False, True], ids=["one-record", "batch"])
+def test_overflowing_number_is_refused_under_either_policy(
+    schema: DatasetSchema, policy: str, batch: bool
+) -> None:
+    text = orjson.dumps(record(schema, s1=0.25)).decode().replace("0.25", "1e999")
+    body = f"[{text}]" if batch else text
+    with pytest.raises(RequestError) as caught:
+        codec(schema, policy).decode(body.encode())
+    assert caught.value.status == 422
+    assert caught.value.detail[0]["loc"] == (["body", 0, "s1"] if batch else ["body", "s1"])
+    assert caught.value.detail[0]["msg"] == "Number out of range"  # msgspec's words, while parsing
