@@ -129,7 +129,7 @@ def redact(url: str) -> str:
 
 
 def malformed(call: Call) -> str | None:
-    """Why a call cannot become rows (shapes that disagree), or None."""
+    """Why a call cannot become rows (shapes that disagree, ids that are not text), or None."""
     _, ids, features, names, outputs, _ = call
     n = len(ids)
     if features.ndim != 2 or features.shape != (n, len(names)) or len(outputs) != n:
@@ -137,6 +137,8 @@ def malformed(call: Call) -> str | None:
             f"malformed record call: {n} ids, features {features.shape}, {len(names)} names, "
             f"{len(outputs)} outputs"
         )
+    if not all(type(prediction_id) is str for prediction_id in ids):
+        return "malformed record call: prediction ids must be strings"
     return None
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -278,6 +279,40 @@ def test_rows_are_written_by_a_separate_background_process(plog_log: PredictionL
             "SELECT features, prediction FROM predictions WHERE id = 'p07'"
         ).fetchone()
     assert stored == ('{"x1":0.25,"x2":1e-300}', repr(7 / 3)), "values round-trip exactly"
+
+
+def test_one_shipment_keeps_every_call_apart(plog_db: Path) -> None:
+    # Calls travel to the writer as flat buffers (ids concatenated, versions as runs): singles and
+    # batches, ids of any length (not only ASCII), two model versions, each call its own time.
+    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=60)  # nothing ships before flush
+    log.start()
+    names = ["x1", "x2"]
+    calls = [
+        ("3", ["a"], [[1.0, 2.0]], T0),
+        ("3", ["batch-0", "batch-1", "batch-22"], [[3.0, 4.0], [5.0, 6.0], [7.0, 8.0]], T0 + 1),
+        ("4", ["é-ü-ids"], [[9.0, 10.0]], T0 + 2),
+        ("3", ["z" * 120], [[11.0, 12.0]], T0 + 3),
+    ]
+    try:
+        for version, ids, rows, created in calls:
+            outputs = np.array([row[0] * 10 for row in rows])
+            assert log.record(version, ids, np.array(rows), names, outputs, created)
+        log.record("3", [7], np.array([[0.0, 0.0]]), names, np.array([0.0]), T0)  # type: ignore[list-item]
+        assert log.write_errors == 1 and log.lost_rows == 1, "a non-text id is refused alone"
+        assert log.flush() and log.written_rows == 6
+    finally:
+        log.close()
+    with sqlite3.connect(plog_db) as connection:
+        stored = connection.execute(
+            "SELECT id, model_version, created_at, features, prediction FROM predictions"
+        ).fetchall()
+    expected = [
+        (prediction_id, version, created, orjson.dumps(dict(zip(names, row))).decode(),
+         repr(row[0] * 10))
+        for version, ids, rows, created in calls
+        for prediction_id, row in zip(ids, rows)
+    ]  # fmt: skip
+    assert sorted(stored) == sorted(expected)
 
 
 @pytest.mark.skipif(
