@@ -44,6 +44,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="uvloop: the machine's ceiling; asyncio: the ceiling of the service's default loop",
+    )
     args = parser.parse_args()
     uvicorn.run(
         app,
@@ -52,7 +58,7 @@ def main() -> None:
         access_log=False,
         log_level="warning",
         http="httptools",
-        loop="uvloop",
+        loop=args.loop,
         lifespan="off",
     )
 
