@@ -150,7 +150,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             "target", "features", "metrics", "latency", "trained_at", "promoted_at", "git_commit",
             "git_dirty", "data_md5", "run_id", "model_uri",
         )  # fmt: skip
-        return {**{k: meta.get(k) for k in keys}, "loaded_at": model.loaded_at}
+        return {
+            **{k: meta.get(k) for k in keys},
+            "batch_serving": model.bundle.batch_serving,
+            "native_batch_min_rows": settings.native_batch_min_rows,
+            "loaded_at": model.loaded_at,
+        }
 
     @api.get("/metrics", tags=["ops"], include_in_schema=True)
     def prometheus_metrics() -> Response:

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     admin_token_file: Path | None = None
     max_batch_rows: int = Field(10_000, ge=1)
+    native_batch_min_rows: int = Field(
+        1_000,
+        ge=1,
+        description="batches this large use the native model when the bundle measured it faster",
+    )
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     out_of_range: Literal["reject", "flag"] = "reject"
     drift_window: int = Field(

@@ -22,10 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from mloop.config import ConfigError, DatasetSchema, load_schema
 from mloop.fileio import read_json, write_json
-from mloop.models.store import ModelLoadError, load_predictor, read_meta
+from mloop.models.store import (
+    ModelLoadError,
+    load_native,
+    load_predictor,
+    read_meta,
+    single_threaded,
+)
 
 FORMAT_VERSION = 1
 META_FILE = "bundle.json"
@@ -49,6 +56,13 @@ class Bundle:
     schema: DatasetSchema
     reference: dict[str, Any]
     predictor: Any
+    # The native model, for large batches, when the evaluate stage measured it faster than the
+    # served (ONNX) one on a batch; None otherwise.
+    batch_predictor: Any = None
+
+    @property
+    def batch_serving(self) -> str:
+        return "native" if self.batch_predictor is not None else str(self.meta.get("serving", ""))
 
     @property
     def version(self) -> str:
@@ -57,6 +71,28 @@ class Bundle:
     @property
     def features(self) -> list[str]:
         return list(self.meta["features"])
+
+
+def _batch_predictor(
+    path: Path, meta: dict[str, Any], model_meta: dict[str, Any], probe: npt.NDArray[Any]
+) -> Any:
+    """The native model for large batches, if the evaluate stage timed it faster on a batch than
+    the served export; None otherwise. scikit-learn only: a Keras model loaded natively would
+    pull TensorFlow into the service."""
+    latency = meta.get("latency") or {}
+    served_ms, native_ms = latency.get("batch_ms_per_1k"), latency.get("native_batch_ms_per_1k")
+    if meta.get("serving") == "native" or model_meta.get("flavor") != "sklearn":
+        return None
+    if not served_ms or not native_ms or native_ms >= served_ms:
+        return None
+    try:
+        native = single_threaded(load_native(path / MODEL_DIR))
+        output = np.asarray(native.predict(probe))
+    except Exception as exc:  # noqa: BLE001 - the same rule as for the served model
+        raise BundleError(f"{path}: native model (for batches) unusable: {exc}") from None
+    if output.shape != (1,):
+        raise BundleError(f"{path}: native model returned shape {output.shape} for one row")
+    return native
 
 
 def load_bundle(path: Path) -> Bundle:
@@ -93,7 +129,15 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(f"{path}: model cannot predict one row: {exc}") from None
     if output.shape != (1,):
         raise BundleError(f"{path}: model returned shape {output.shape} for one row")
-    return Bundle(path=path, meta=meta, schema=schema, reference=reference, predictor=predictor)
+    batch_predictor = _batch_predictor(path, meta, model_meta, probe)
+    return Bundle(
+        path=path,
+        meta=meta,
+        schema=schema,
+        reference=reference,
+        predictor=predictor,
+        batch_predictor=batch_predictor,
+    )
 
 
 def _exchange(first: Path, second: Path) -> bool:

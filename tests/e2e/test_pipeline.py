@@ -54,6 +54,16 @@ def test_default_run_promotes_a_consistent_champion(default_run: DefaultRun) -> 
     eligible = [n for n in CANDIDATES if latency[n]["p50_ms"] <= 5.0]
     best = min(eligible, key=lambda n: metrics["candidates"][n]["rmse"])
     assert bundle.meta["candidate"] == best
+    # batch speed, measured both ways where there are two, decides what serves large batches
+    for name in CANDIDATES:
+        assert latency[name]["batch_ms_per_1k"] > 0
+        assert ("native_batch_ms_per_1k" in latency[name]) == (latency[name]["serving"] == "onnx")
+    champion_latency = bundle.meta["latency"]
+    native_faster = champion_latency.get("native_batch_ms_per_1k", float("inf")) < (
+        champion_latency["batch_ms_per_1k"]
+    )
+    native_faster = native_faster and bundle.meta["flavor"] == "sklearn"
+    assert bundle.batch_serving == ("native" if native_faster else bundle.meta["serving"])
 
     # lineage: the bundle names the commit and the DVC hash of the raw data
     head = run(repo, "git", "rev-parse", "HEAD").stdout.strip()

@@ -43,6 +43,7 @@ def make_bundle(
     hyperparameters: dict[str, Any] | None = None,
     target_offset: float = 0.0,
     schema_file: Path = DIABETES_SCHEMA,
+    latency: dict[str, Any] | None = None,
 ) -> Path:
     """Train a small model and publish it as a champion bundle with mloop's own writer."""
     schema = load_schema(schema_file)
@@ -77,6 +78,7 @@ def make_bundle(
                 "promoted_at": "2026-01-01T00:00:00+00:00",
                 "git_commit": "0" * 40,
                 "data_md5": "0" * 32,
+                **({"latency": latency} if latency is not None else {}),
             },
         )
     return destination

@@ -182,6 +182,19 @@ def export_onnx(
     return True, f"served with onnxruntime (max abs diff {diff:.3g})"
 
 
+def single_threaded(estimator: Any) -> Any:
+    """Set every ``n_jobs`` of a scikit-learn estimator (or pipeline) to 1, in place.
+
+    A service runs one model call per request and requests are its parallelism (onnxruntime is
+    configured the same way); a forest's own thread pool would only contend for the same cores.
+    """
+    if hasattr(estimator, "get_params") and hasattr(estimator, "set_params"):
+        jobs = [key for key in estimator.get_params(deep=True) if key.split("__")[-1] == "n_jobs"]
+        if jobs:
+            estimator.set_params(**{key: 1 for key in jobs})
+    return estimator
+
+
 def load_native(directory: Path) -> Any:
     meta = read_meta(directory)
     path = directory / NATIVE_FILES[meta["flavor"]]
