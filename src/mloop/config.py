@@ -166,7 +166,7 @@ class TrainParams(_Strict):
 class EvaluateParams(_Strict):
     latency_warmup: int = Field(ge=0)
     latency_repeats: int = Field(ge=1)
-    batch_latency_rows: int = Field(default=2000, ge=1)
+    batch_latency_rows: int = Field(default=10_000, ge=1)
     importance_repeats: int = Field(ge=1)
     importance_seed: int
 
