@@ -815,32 +815,31 @@ def measure_throughput(ctx: Context, contenders: dict[str, Contender]) -> dict[s
     p = ctx.profile
     for name, c in contenders.items():
         run_wrk(c.server, c.path, ctx.lua[c.lua], CONNECTIONS, p.warmup_s, ctx.log_dir, "warmup")
+    rounds = interleaved_rounds(ctx, contenders, "throughput", CONNECTIONS, p.round_s)
+    return {name: aggregate_rounds(values) for name, values in rounds.items()}
+
+
+def interleaved_rounds(
+    ctx: Context, contenders: dict[str, Contender], what: str, connections: int, seconds: int
+) -> dict[str, list[dict[str, Any]]]:
+    """``profile.rounds`` passes of wrk over every contender in turn, results per contender."""
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
-    for index in range(p.rounds):
-        print(f"  throughput round {index + 1}/{p.rounds}", flush=True)
+    for index in range(ctx.profile.rounds):
+        print(f"  {what} round {index + 1}/{ctx.profile.rounds}", flush=True)
         for name, c in contenders.items():
             result = run_wrk(
-                c.server, c.path, ctx.lua[c.lua], CONNECTIONS, p.round_s, ctx.log_dir,
-                f"c64-round{index + 1}",
+                c.server, c.path, ctx.lua[c.lua], connections, seconds, ctx.log_dir,
+                f"c{connections}-round{index + 1}",
             )  # fmt: skip
             rounds[name].append(result)
-    return {name: aggregate_rounds(values) for name, values in rounds.items()}
+    return rounds
 
 
 def measure_unloaded(ctx: Context, contenders: dict[str, Contender]) -> dict[str, Any]:
     """One connection, in interleaved rounds like throughput: a single run's p99 moved between
     1.0 and 3.0 ms within minutes on this VM with nothing changed (measured), so p50 and p99 are
     each the median over the rounds, with every round's figures beside them."""
-    p = ctx.profile
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
-    for index in range(p.rounds):
-        print(f"  unloaded round {index + 1}/{p.rounds}", flush=True)
-        for name, c in contenders.items():
-            result = run_wrk(
-                c.server, c.path, ctx.lua[c.lua], 1, p.unloaded_s, ctx.log_dir,
-                f"c1-round{index + 1}",
-            )  # fmt: skip
-            rounds[name].append(result)
+    rounds = interleaved_rounds(ctx, contenders, "unloaded", 1, ctx.profile.unloaded_s)
     aggregated: dict[str, Any] = {}
     for name, values in rounds.items():
         ordered = sorted(values, key=lambda r: r["p99_us"])

@@ -54,9 +54,8 @@ def _loc_of(message: str) -> tuple[list[str | int], str]:
 class DecodedBatch:
     features: npt.NDArray[np.float64]
     single: bool
-    out_of_range: (
-        npt.NDArray[np.int64] | None
-    )  # per-feature counts; None when every value is in range
+    # Per-feature out-of-range counts; None when every value is in range.
+    out_of_range: npt.NDArray[np.int64] | None
 
 
 class RecordCodec:

@@ -46,7 +46,7 @@ BACKLOG_GRACE_S = 1.0
 CAP_SYS_NICE = 23  # linux/capability.h
 
 
-def _can_raise_priority(niceness: int) -> bool:
+def can_raise_priority(niceness: int) -> bool:
     """Whether this process may go back from SCHED_IDLE to SCHED_OTHER at ``niceness``."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
@@ -75,7 +75,7 @@ class _Background:
         self.supported = (
             hasattr(os, "sched_setscheduler")
             and hasattr(os, "SCHED_IDLE")
-            and _can_raise_priority(niceness)
+            and can_raise_priority(niceness)
         )
         if niceness > 0:
             try:
@@ -173,7 +173,7 @@ def packed_rows(packed: Packed) -> list[tuple[str, float, str, str, str]]:
     created = np.repeat(packed.created_at, packed.counts).tolist()
     versions = list(
         itertools.chain.from_iterable(
-            itertools.repeat(str(version), count)
+            itertools.repeat(version, count)
             for version, count in zip(packed.call_versions(), packed.counts.tolist())
         )
     )

@@ -60,7 +60,7 @@ from service.log_writer import (
     BACKLOG_GRACE_S,
     WRITER_NICENESS,
     Packed,
-    _can_raise_priority,
+    can_raise_priority,
     boost_writer,
     run_writer,
     send_packed,
@@ -231,7 +231,7 @@ class PredictionLog:
         self._local_writer: BatchWriter | None = None
         self._flush_tokens = itertools.count()
         self._last_ack = time.monotonic()
-        self._can_boost = _can_raise_priority(WRITER_NICENESS)
+        self._can_boost = can_raise_priority(WRITER_NICENESS)
         self._flushes: dict[int, _Flush] = {}
         self._logged_error = False
 

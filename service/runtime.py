@@ -75,7 +75,6 @@ class Runtime:
         # syscall); unique across workers and restarts, and sortable within one process.
         self._id_prefix = os.urandom(8).hex() + "-"
         self._request_counter = itertools.count(1)
-        self._native_batch_min_rows = settings.native_batch_min_rows
 
     # ------------------------------------------------------------------ model lifecycle
     def _codec_for(self, bundle: Bundle) -> RecordCodec:
@@ -126,7 +125,10 @@ class Runtime:
             self._count_out_of_range(model, batch.out_of_range)
         bundle = model.bundle
         predictor = bundle.predictor
-        if bundle.batch_predictor is not None and len(features) >= self._native_batch_min_rows:
+        if (
+            bundle.batch_predictor is not None
+            and len(features) >= self.settings.native_batch_min_rows
+        ):
             predictor = bundle.batch_predictor
         started = time.perf_counter()
         outputs = predictor.predict(features)

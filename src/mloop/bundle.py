@@ -17,7 +17,7 @@ import ctypes
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +171,7 @@ def write_bundle(
         shutil.copyfile(schema_file, staging / SCHEMA_FILE)
         shutil.copyfile(reference_file, staging / REFERENCE_FILE)
         write_json(staging / META_FILE, {"format_version": FORMAT_VERSION, **meta})
-        load_bundle(staging)  # never publish a bundle the service could not load
+        bundle = load_bundle(staging)  # never publish a bundle the service could not load
         if destination.exists():
             if not _exchange(staging, destination):
                 retired = destination.with_name(f".{destination.name}.old")
@@ -183,4 +183,4 @@ def write_bundle(
             os.rename(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return load_bundle(destination)
+    return replace(bundle, path=destination)  # the models are in memory already

@@ -323,7 +323,7 @@ def test_the_writer_only_goes_idle_class_when_it_can_come_back() -> None:
     # An unprivileged process cannot leave SCHED_IDLE; such a writer would starve under load.
     check = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from service.log_writer import _can_raise_priority; print(_can_raise_priority(10))"
+        "from service.log_writer import can_raise_priority; print(can_raise_priority(10))"
     )
     as_root = subprocess.run(
         [sys.executable, "-c", check, str(REPO)], capture_output=True, text=True, check=True
