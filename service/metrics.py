@@ -3,13 +3,17 @@
 Label sets are small and closed: routes are the app's own route templates (anything else is
 ``<unmatched>``), status is a class (``2xx``), versions change only on promotion. With several
 workers, prometheus-client's multiprocess mode aggregates the per-worker files at ``/metrics``;
-each gauge declares how workers combine (``max`` for identical values, ``livesum`` for totals,
-``mostrecent`` for window statistics each worker computes alike).
+each gauge declares how workers combine (``livemax`` for identical values, ``livesum`` for totals,
+``livemostrecent`` for window statistics each worker computes alike). Every gauge is a "live" one:
+the files of a worker that died are dropped (:func:`forget_dead_workers`), so a crashed worker's last
+model version or queue depth does not stay in the aggregate forever. Counters keep dead workers'
+files: their counts happened, and dropping them would make a total go backwards.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 import prometheus_client
 from prometheus_client import (
@@ -66,11 +70,12 @@ predicted_class = Counter(
 model_info = Gauge(
     "model_info", "1 for the model version being served.",
     ["registered_model", "version", "candidate", "serving", "git_commit"],
-    namespace=NAMESPACE, multiprocess_mode="max",
+    namespace=NAMESPACE, multiprocess_mode="livemax",
 )  # fmt: skip
+# livemax, not livemin: a worker still starting up holds 0 here until its first load.
 model_loaded = Gauge(
     "model_loaded_timestamp_seconds", "When the served model was loaded (age: time() - this).",
-    namespace=NAMESPACE, multiprocess_mode="min",
+    namespace=NAMESPACE, multiprocess_mode="livemax",
 )  # fmt: skip
 model_reloads = Counter(
     "model_reloads", "Model reload attempts by result (success, failure).", ["result"],
@@ -81,7 +86,7 @@ model_reloads = Counter(
 feature_drift = Gauge(
     "feature_drift_psi", "Population stability index of the recent window against the training "
     "reference (0 same; > 0.25 significant shift).", ["feature"], namespace=NAMESPACE,
-    multiprocess_mode="mostrecent",
+    multiprocess_mode="livemostrecent",
 )  # fmt: skip
 feature_out_of_range = Counter(
     "feature_out_of_range", "Input values outside the schema's range (counted, whatever the policy).",
@@ -89,14 +94,14 @@ feature_out_of_range = Counter(
 )  # fmt: skip
 drift_window_rows = Gauge(
     "drift_window_rows", "Rows in the window the drift gauges are computed on.",
-    namespace=NAMESPACE, multiprocess_mode="mostrecent",
+    namespace=NAMESPACE, multiprocess_mode="livemostrecent",
 )  # fmt: skip
 
 # Quality (needs feedback)
 live_error = Gauge(
     "live_error", "Error of the recent feedback window: rmse/mae (regression) or accuracy/f1 "
     "(classification), by model version.", ["model_version", "metric"], namespace=NAMESPACE,
-    multiprocess_mode="mostrecent",
+    multiprocess_mode="livemostrecent",
 )  # fmt: skip
 feedback_rows = Counter(
     "feedback", "Feedback labels by result (accepted, unknown_id).", ["result"], namespace=NAMESPACE
@@ -139,6 +144,57 @@ def configure_predicted_value_buckets(edges: list[float]) -> None:
 
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def retire(gauge: Gauge, *labelvalues: str) -> None:
+    """Take a label set out of the exposition, e.g. the model version that was just replaced.
+
+    In multiprocess mode prometheus-client cannot remove a series (the value stays in the worker's
+    file and ``remove`` only warns), so the series is set to 0 there: ``model_info`` then reads
+    1 for the versions some worker still serves and 0 for the retired ones.
+    """
+    if multiprocess_dir():
+        gauge.labels(*labelvalues).set(0)
+    else:
+        gauge.remove(*labelvalues)
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def forget_dead_workers() -> list[int]:
+    """Drop the live-gauge files of workers that no longer exist; returns their pids.
+
+    Gunicorn users would call ``mark_process_dead`` from its ``child_exit`` hook, but uvicorn's
+    supervisor, which restarts a dead worker, has no such hook. So every worker sweeps the shared
+    directory from its housekeeping thread: one ``listdir`` and a signal-0 probe per file. A pid
+    is only reused after the dead worker was reaped, and its new owner writes its own file anyway.
+    """
+    directory = multiprocess_dir()
+    if not directory:
+        return []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    pids = {int(match[1]) for name in names if (match := _LIVE_GAUGE_FILE.fullmatch(name))}
+    dead = sorted(pid for pid in pids if pid != os.getpid() and not _process_exists(pid))
+    for pid in dead:
+        try:
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except FileNotFoundError:  # another worker swept it first; leftovers go next time
+            pass
+    return dead
 
 
 def exposition() -> tuple[bytes, str]:

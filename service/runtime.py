@@ -89,7 +89,8 @@ class Runtime:
                 metrics.configure_predicted_value_buckets(list(target.get("bin_edges", [])))
         else:
             old_meta = old.bundle.meta
-            metrics.model_info.remove(
+            metrics.retire(
+                metrics.model_info,
                 old_meta["registered_model"], old.version, old_meta.get("candidate", ""),
                 old_meta.get("serving", ""), str(old_meta["git_commit"])[:12],
             )  # fmt: skip
@@ -241,6 +242,8 @@ class Runtime:
                 log.exception("housekeeping failed")
 
     def housekeeping_tick(self, refresh_quality: bool = False) -> None:
+        for pid in metrics.forget_dead_workers():
+            log.warning("worker %d is gone: its gauges are dropped from /metrics", pid)
         model = self.store.current
         if model is not None and self.window is not None:
             scores = self.window.drift(model.bundle.reference["features"], model.bundle.features)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -138,3 +142,65 @@ def test_multiprocess_workers_are_aggregated(tmp_path: Path) -> None:
         assert len(pids) >= 2, f"expected files from two workers, got {pids}"
     finally:
         stop_server(server)
+    # Each worker has its own log writer process; both write to the same SQLite file.
+    with sqlite3.connect(tmp_path / "predictions.db") as connection:
+        (logged,) = connection.execute("SELECT COUNT(DISTINCT id) FROM predictions").fetchone()
+    assert logged == 40
+
+
+def serving_workers(multiproc: Path) -> set[int]:
+    """Workers that have loaded a model: model_info (livemax) is first written at the load."""
+    return {int(p.stem.split("_")[-1]) for p in multiproc.glob("gauge_livemax_*.db")}
+
+
+def files_of(multiproc: Path, pid: int) -> list[str]:
+    return [p.name for p in multiproc.glob(f"gauge_live*_{pid}.db")]
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_gauges_follow_live_workers_through_a_crash_and_a_reload(tmp_path: Path) -> None:
+    """A killed worker's gauges leave the aggregate, and a replaced model version reads 0.
+
+    Without live gauge modes and the dead-worker sweep, the crashed worker's file kept reporting
+    the old version and its older load time; without retiring the old label set, version 1 kept
+    reading 1 after every worker served version 2 (prometheus-client cannot remove a series in
+    multiprocess mode).
+    """
+    bundle = make_bundle(tmp_path / "champion", version="1")
+    multiproc = tmp_path / "prom-multi"
+    server = start_server(tmp_path, bundle, workers=2, PROMETHEUS_MULTIPROC_DIR=str(multiproc))
+    try:
+        wait_for(lambda: len(serving_workers(multiproc)) == 2, "two workers serving")
+        victim = min(serving_workers(multiproc))
+        os.kill(victim, signal.SIGKILL)
+        # uvicorn's supervisor starts a replacement; the survivors sweep the dead one's files.
+        wait_for(lambda: not files_of(multiproc, victim), "the dead worker's gauge files to go")
+        wait_for(lambda: len(serving_workers(multiproc)) == 2, "a replacement worker serving")
+        swapped_at = time.time()
+        make_bundle(tmp_path / "champion", version="2")  # published in place, atomically
+
+        def both_serve_v2() -> bool:
+            with server.client() as client:
+                text = client.get("/metrics").text
+            info = {
+                dict(labels)["version"]: v
+                for (name, labels), v in samples(text).items()
+                if name == "mloop_model_info"
+            }
+            return info.get("2") == 1 and info.get("1", 0) == 0
+
+        wait_for(both_serve_v2, "model_info to show version 2 only")
+        with server.client() as client:
+            text = client.get("/metrics").text
+        assert value(text, "mloop_model_loaded_timestamp_seconds") >= swapped_at - 1
+        assert value(text, "mloop_model_reloads_total", result="success") >= 3
+    finally:
+        stop_server(server)
+    assert "not been implemented in  multi-process mode" not in server.output()
+    assert f"worker {victim} is gone" in server.output()
