@@ -32,6 +32,14 @@ def main(
 ) -> None:
     """Serve the champion bundle (MLOOP_BUNDLE_DIR, default models/champion)."""
     if workers > 1:
+        from service.settings import Settings
+
+        if Settings().watch_interval_s == 0:
+            typer.echo(
+                "warning: MLOOP_WATCH_INTERVAL_S=0 with several workers: POST /admin/reload "
+                "reloads only the worker that answers it, and the others keep the old model",
+                err=True,
+            )
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
             prefix="mloop-prom-"
         )
