@@ -177,8 +177,8 @@ def forget_dead_workers() -> list[int]:
 
     Gunicorn users would call ``mark_process_dead`` from its ``child_exit`` hook, but uvicorn's
     supervisor, which restarts a dead worker, has no such hook. So every worker sweeps the shared
-    directory from its housekeeping thread: one ``listdir`` and a signal-0 probe per file. A pid
-    is only reused after the dead worker was reaped, and its new owner writes its own file anyway.
+    directory from its housekeeping thread: one ``listdir`` and a signal-0 probe per file. Left
+    alone: a pid reused before the next sweep (within a second) would adopt the dead file.
     """
     directory = multiprocess_dir()
     if not directory:
