@@ -34,6 +34,24 @@ def _pip_requirements(flavor: str) -> list[str]:
     return [f"{name}=={version(name)}" for name in packages]
 
 
+def _accepting_named_columns(estimator: Any, frame: pd.DataFrame) -> Any:
+    """The pipeline MLflow logs: a name check and conversion to a float array, then the fitted steps.
+
+    Candidates are fitted on float arrays (the served paths never build DataFrames), but MLflow's
+    pyfunc feeds a DataFrame in signature order. Given that DataFrame directly, scikit-learn would
+    warn "X has feature names, but ... was fitted without feature names" on every request of
+    ``mlflow models serve``. The leading step (identity, ``validate=True``) is fitted on the
+    training columns, so it checks their names and order, refuses NaN and infinity as the service
+    does, and hands the array on; the fitted steps are shared, not refitted, and the served
+    candidate stays as it was fitted.
+    """
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    named_columns = FunctionTransformer(validate=True).fit(frame)
+    return Pipeline([("named_columns", named_columns), *estimator.steps])
+
+
 def _log_model(estimator: Any, frame: pd.DataFrame, predictions: Any) -> str:
     import mlflow
     from mlflow.models import infer_signature
@@ -55,11 +73,12 @@ def _log_model(estimator: Any, frame: pd.DataFrame, predictions: Any) -> str:
     else:
         import skops.io
 
+        logged = _accepting_named_columns(estimator, frame)
         # MLflow stores scikit-learn models with skops, which refuses types it cannot vouch for
         # (tree node arrays). This model was fitted in this very process, so its types are trusted.
-        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(logged))
         info = mlflow.sklearn.log_model(
-            estimator,
+            logged,
             name="model",
             signature=signature,
             input_example=example,

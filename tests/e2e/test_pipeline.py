@@ -97,6 +97,37 @@ def test_every_candidate_is_an_mlflow_run_with_lineage(default_run: DefaultRun) 
     assert len(history) >= 2  # one point per epoch
 
 
+def test_logged_models_take_named_columns_without_warnings(default_run: DefaultRun) -> None:
+    """What `mlflow models serve` runs: the pyfunc of every logged scikit-learn candidate, given
+    a DataFrame in signature order, predicts exactly what the candidate predicts on the array,
+    without scikit-learn's per-call "fitted without feature names" warning."""
+    import warnings
+
+    import mlflow
+
+    from mloop.models.store import load_native
+
+    repo, _ = default_run
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    manifest = read_json(repo / "models/candidates/manifest.json")["candidates"]
+    test = pd.read_parquet(repo / "data/prepared/test.parquet")
+    features = load_bundle(repo / "models/champion").features
+    checked = []
+    for name, entry in manifest.items():
+        if entry["flavor"] != "sklearn":
+            continue
+        pyfunc = mlflow.pyfunc.load_model(entry["model_uri"])
+        expected = load_native(repo / "models/candidates" / name).predict(
+            test[features].to_numpy(dtype=float)
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            served = np.asarray(pyfunc.predict(test[features]))
+        np.testing.assert_allclose(served, expected, rtol=0, atol=1e-9, err_msg=name)
+        checked.append(name)
+    assert sorted(checked) == sorted(n for n in CANDIDATES if n != "keras_mlp")
+
+
 def test_plots_are_written_and_readable_by_dvc(default_run: DefaultRun) -> None:
     repo, _ = default_run
     for kind in ("predictions", "residuals", "importance"):
