@@ -86,7 +86,7 @@ def _predict_docs(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(settings: Settings | None = None) -> FastPredict:
     settings = settings or Settings()
     runtime = Runtime(settings)
     runtime.store.reload()  # serve at once if a bundle is there; /ready says 503 until one is
@@ -160,6 +160,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     @api.get("/metrics", tags=["ops"], include_in_schema=True)
     def prometheus_metrics() -> Response:
         """Prometheus text exposition (aggregated across workers in multiprocess mode)."""
+        runtime.flush_metrics()
         payload, content_type = metrics.exposition()
         return Response(payload, media_type=content_type)
 
@@ -189,7 +190,6 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         )
 
     routes = {str(getattr(route, "path")) for route in api.routes if hasattr(route, "path")}
-    inner: ASGIApp = FastPredict(api, runtime.predict, settings.max_body_bytes)
-    app = HttpMetrics(inner, routes) if settings.metrics_enabled else inner
-    app.runtime = runtime  # type: ignore[attr-defined]
+    rest: ASGIApp = HttpMetrics(api, routes) if settings.metrics_enabled else api
+    app = FastPredict(rest, runtime.predict, settings.max_body_bytes, runtime.samples)
     return app

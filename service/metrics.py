@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import prometheus_client
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -140,6 +145,87 @@ def configure_predicted_value_buckets(edges: list[float]) -> None:
         "predicted_value", predicted_value._documentation, ["model_version"],
         namespace=NAMESPACE, buckets=sorted(set(edges)) or (0.0, 1.0),
     )  # fmt: skip
+
+
+def observe_many(child: Any, values: npt.NDArray[Any]) -> None:
+    """Add many observations to a histogram child in one pass.
+
+    prometheus-client has no bulk observe, and one ``observe`` per value is a Python loop over the
+    buckets. This adds the bucket counts and the sum through the child's value holders, the same
+    objects ``observe`` updates (also in multiprocess mode, where they are the mmapped files).
+    """
+    if len(values) == 0:
+        return
+    bounds = np.asarray(child._upper_bounds)
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for index, count in enumerate(counts[: len(bounds)].tolist()):
+        if count:
+            child._buckets[index].inc(float(count))
+    child._sum.inc(float(np.sum(values)))
+
+
+@dataclass
+class _ModelSamples:
+    seconds: list[float] = field(default_factory=list)  # model time per call
+    singles: list[Any] = field(default_factory=list)  # the output of each one-row call
+    batches: list[npt.NDArray[Any]] = field(default_factory=list)  # outputs of larger calls
+
+
+class HotPathSamples:
+    """What each ``POST /predict`` observed, kept in lists and folded into the metrics in bulk.
+
+    Why not prometheus-client directly: measured with wrk on one core, its six calls per
+    prediction (each a method with a lock; a histogram's a Python loop over its buckets) cost
+    ~9 us of a ~42 us request, appending to lists ~2 us. :meth:`flush` runs on the housekeeping
+    thread every second and before each ``/metrics`` answer, so a scrape of a single worker is
+    exact; with several workers, another worker's last second arrives with its next flush.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._http: dict[int, list[float]] = {}  # status code -> request seconds
+        self._models: dict[str, _ModelSamples] = {}  # model version -> samples
+
+    def http(self, status: int, seconds: float) -> None:
+        with self._lock:
+            samples = self._http.get(status)
+            if samples is None:
+                samples = self._http[status] = []
+            samples.append(seconds)
+
+    def prediction(self, version: str, seconds: float, outputs: npt.NDArray[Any]) -> None:
+        single = outputs[0].item() if len(outputs) == 1 else None
+        with self._lock:
+            samples = self._models.get(version)
+            if samples is None:
+                samples = self._models[version] = _ModelSamples()
+            samples.seconds.append(seconds)
+            if single is not None:
+                samples.singles.append(single)
+            else:
+                samples.batches.append(outputs)
+
+    def flush(self, task: str) -> None:
+        """Fold everything recorded so far into the metrics (``task`` picks the output metric)."""
+        with self._lock:
+            http, self._http = self._http, {}
+            models, self._models = self._models, {}
+        for status, durations in http.items():
+            http_requests.labels("POST", "/predict", f"{status // 100}xx").inc(len(durations))
+            observe_many(http_duration.labels("POST", "/predict"), np.asarray(durations))
+        for version, samples in models.items():
+            sizes = np.asarray([1] * len(samples.singles) + [len(b) for b in samples.batches])
+            predictions.labels(version).inc(int(sizes.sum()))
+            observe_many(prediction_duration.labels(version), np.asarray(samples.seconds))
+            observe_many(batch_rows, sizes)
+            parts = [np.asarray(samples.singles)] if samples.singles else []
+            outputs = np.concatenate([*parts, *samples.batches])
+            if task == "regression":
+                observe_many(predicted_value.labels(version), outputs.astype(np.float64))
+            else:
+                labels, counts = np.unique(outputs, return_counts=True)
+                for label, count in zip(labels.tolist(), counts.tolist()):
+                    predicted_class.labels(version, str(label)).inc(count)
 
 
 def multiprocess_dir() -> str | None:

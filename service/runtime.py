@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -38,21 +38,6 @@ NO_MODEL = orjson.dumps(
 )
 
 
-def observe_many(child: Any, values: npt.NDArray[np.float64]) -> None:
-    """Add a whole batch to a histogram child in one pass.
-
-    prometheus-client has no bulk observe, and 10,000 ``observe`` calls would cost more than the
-    model. This adds the bucket counts and the sum through the child's value holders, the same
-    objects ``observe`` updates (also in multiprocess mode).
-    """
-    bounds = np.asarray(child._upper_bounds)
-    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    for index, count in enumerate(counts[: len(bounds)]):
-        if count:
-            child._buckets[index].inc(float(count))
-    child._sum.inc(float(values.sum()))
-
-
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         from threadpoolctl import threadpool_limits
@@ -66,7 +51,7 @@ class Runtime:
         )
         self.window: RecentWindow | None = None
         self.prediction_log: PredictionLog | None = None
-        self._children: dict[str, Any] = {}
+        self.samples = metrics.HotPathSamples() if settings.metrics_enabled else None
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._log_synced = (0, 0)
@@ -100,12 +85,6 @@ class Runtime:
         ).set(1)  # fmt: skip
         metrics.model_loaded.set(new.loaded_at)
         metrics.model_reloads.labels("success").inc()
-        version = new.version
-        self._children = {
-            "predictions": metrics.predictions.labels(version),
-            "duration": metrics.prediction_duration.labels(version),
-            "value": metrics.predicted_value.labels(version),
-        }
 
     def _failed(self, message: str) -> None:
         metrics.model_reloads.labels("failure").inc()
@@ -139,8 +118,8 @@ class Runtime:
         rows = len(outputs)
         base = f"{self._id_prefix}{next(self._request_counter):x}"
         ids = [base] if batch.single else [f"{base}-{i}" for i in range(rows)]
-        if self.settings.metrics_enabled:
-            self._observe(model, outputs, rows, model_seconds)
+        if self.samples is not None:
+            self.samples.prediction(version, model_seconds, outputs)
         if self.prediction_log is not None:
             self.prediction_log.record(
                 version, ids, features, model.codec.features, outputs, time.time()
@@ -158,21 +137,6 @@ class Runtime:
         for name, count in zip(model.codec.features, counts.tolist()):
             if count:
                 metrics.feature_out_of_range.labels(name).inc(count)
-
-    def _observe(self, model: LoadedModel, outputs: Any, rows: int, seconds: float) -> None:
-        children = self._children
-        children["predictions"].inc(rows)
-        children["duration"].observe(seconds)
-        metrics.batch_rows.observe(rows)
-        if model.bundle.meta["task"] == "regression":
-            if rows == 1:
-                children["value"].observe(float(outputs[0]))
-            else:
-                observe_many(children["value"], np.asarray(outputs, dtype=np.float64))
-        else:
-            labels, counts = np.unique(outputs, return_counts=True)
-            for label, count in zip(labels.tolist(), counts.tolist()):
-                metrics.predicted_class.labels(model.version, str(label)).inc(count)
 
     # ------------------------------------------------------------------ feedback and quality
     def feedback(self, items: list[tuple[str, float | int | str]]) -> tuple[list[str], list[str]]:
@@ -241,7 +205,14 @@ class Runtime:
             except Exception:  # noqa: BLE001 - the gauges may lag, the service must not stop
                 log.exception("housekeeping failed")
 
+    def flush_metrics(self) -> None:
+        """Fold the hot path's samples into the Prometheus metrics (before every exposition)."""
+        model = self.store.current
+        if self.samples is not None and model is not None:
+            self.samples.flush(model.bundle.meta["task"])
+
     def housekeeping_tick(self, refresh_quality: bool = False) -> None:
+        self.flush_metrics()
         for pid in metrics.forget_dead_workers():
             log.warning("worker %d is gone: its gauges are dropped from /metrics", pid)
         model = self.store.current
@@ -267,4 +238,4 @@ class Runtime:
             self._housekeeper.join(timeout=5)
         if self.prediction_log is not None:
             self.prediction_log.close()
-            self.housekeeping_tick()
+        self.housekeeping_tick()  # the last samples and log counters reach the metrics

@@ -135,9 +135,20 @@ def test_multiprocess_workers_are_aggregated(tmp_path: Path) -> None:
             for _ in range(40):  # new connections spread over both workers
                 with server.client() as one_shot:
                     assert one_shot.post("/predict", json=valid_record()).status_code == 200
+            # Each worker folds its samples into its file on its housekeeping tick (every second),
+            # so the other worker's requests reach a scrape within about a second.
+            wait_for(
+                lambda: value(client.get("/metrics").text, "mloop_predictions_total",
+                              model_version="5") == 40,
+                "both workers' predictions in /metrics", timeout=10,
+            )  # fmt: skip
             scrapes = [client.get("/metrics").text for _ in range(6)]
         for text in scrapes:  # whichever worker answers, it reports every worker's counts
             assert value(text, "mloop_predictions_total", model_version="5") == 40
+            requests = value(
+                text, "mloop_http_requests_total", method="POST", route="/predict", status="2xx"
+            )
+            assert requests == 40
         pids = {p.name.split("_")[-1] for p in multiproc.glob("*.db")}
         assert len(pids) >= 2, f"expected files from two workers, got {pids}"
     finally:
