@@ -17,6 +17,7 @@ Messages are handled in order, so "flushed" means every row sent before the flus
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -31,7 +32,7 @@ import numpy.typing as npt
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.log_store import BatchWriter, Call, WriteResult, create_log_engine
+from service.log_store import BatchWriter, Call, Row, WriteResult, create_log_engine
 
 logger = logging.getLogger("service.prediction_log")
 
@@ -164,11 +165,10 @@ class Packed:
         ]
 
 
-def packed_rows(packed: Packed) -> list[tuple[str, float, str, str, str]]:
+def packed_rows(packed: Packed, feature_set: int) -> list[Row]:
     """All rows of a message, built column by column (a few list comprehensions for the whole
     batch instead of one pass per call: single-row calls made per-call work dominate)."""
-    names = packed.names
-    features = [orjson.dumps(dict(zip(names, row))).decode() for row in packed.features.tolist()]
+    features = [orjson.dumps(row).decode() for row in packed.features.tolist()]
     outputs = [orjson.dumps(value).decode() for value in packed.outputs.tolist()]
     created = np.repeat(packed.created_at, packed.counts).tolist()
     versions = list(
@@ -177,7 +177,8 @@ def packed_rows(packed: Packed) -> list[tuple[str, float, str, str, str]]:
             for version, count in zip(packed.call_versions(), packed.counts.tolist())
         )
     )
-    return list(zip(packed.ids(), created, versions, features, outputs))
+    sets = itertools.repeat(feature_set, packed.rows)
+    return list(zip(packed.ids(), created, versions, sets, features, outputs))
 
 
 def send_packed(connection: Connection, packed: Packed) -> None:
@@ -200,7 +201,7 @@ def receive_packed(connection: Connection, header: bytes, buffer_count: int) -> 
 def write_packed(writer: BatchWriter, packed: Packed) -> WriteResult:
     """One transaction for the whole message; if it fails (e.g. a duplicate id), call by call."""
     try:
-        writer.insert_rows(packed_rows(packed))
+        writer.insert_rows(packed_rows(packed, writer.feature_set(packed.names)))
         return WriteResult(written=packed.rows)
     except SQLAlchemyError as exc:
         logger.warning("batch insert failed (%s); retrying call by call", type(exc).__name__)
@@ -222,6 +223,11 @@ def run_writer(url: str, connection: Connection, niceness: int = WRITER_NICENESS
         level=logging.INFO, format="%(asctime)s %(levelname)s [prediction-log-writer] %(message)s"
     )
     background = _Background(niceness)
+    # Every shipment allocates a tuple per row, freed by reference counting (no cycles): at the
+    # default thresholds the cyclic collector ran every 700 of them and doubled the time to build
+    # a shipment's rows (0.8 -> up to 2 us per row, measured). It still runs, 140x less often.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     engine = create_log_engine(url)
     writer = BatchWriter(engine)
     try:

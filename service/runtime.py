@@ -57,7 +57,8 @@ class Runtime:
         self._log_synced = (0, 0)
         self._quality_lock = threading.Lock()
         # Prediction ids: 64 random bits per process, then a counter (a uuid4 per request costs a
-        # syscall); unique across workers and restarts, and sortable within one process.
+        # syscall); unique across workers and restarts. The counter is zero-padded, so one
+        # process's ids sort in the order they were made and the log's primary key grows at its end.
         self._id_prefix = os.urandom(8).hex() + "-"
         self._request_counter = itertools.count(1)
 
@@ -116,7 +117,7 @@ class Runtime:
 
         version = model.version
         rows = len(outputs)
-        base = f"{self._id_prefix}{next(self._request_counter):x}"
+        base = f"{self._id_prefix}{next(self._request_counter):012x}"
         ids = [base] if batch.single else [f"{base}-{i}" for i in range(rows)]
         if self.samples is not None:
             self.samples.prediction(version, model_seconds, outputs)

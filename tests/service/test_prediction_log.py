@@ -276,9 +276,12 @@ def test_rows_are_written_by_a_separate_background_process(plog_log: PredictionL
     assert rows.empty, "no feedback yet: nothing is labelled"
     with sqlite3.connect(plog_log.url.removeprefix("sqlite:///")) as connection:
         stored = connection.execute(
-            "SELECT features, prediction FROM predictions WHERE id = 'p07'"
+            "SELECT s.names, p.features, p.prediction FROM predictions p "
+            "JOIN feature_sets s ON s.id = p.feature_set WHERE p.id = 'p07'"
         ).fetchone()
-    assert stored == ('{"x1":0.25,"x2":1e-300}', repr(7 / 3)), "values round-trip exactly"
+        (sets,) = connection.execute("SELECT COUNT(*) FROM feature_sets").fetchone()
+    assert stored == ('["x1","x2"]', "[0.25,1e-300]", repr(7 / 3)), "values round-trip exactly"
+    assert sets == 1, "the feature names are stored once, not per row"
 
 
 def test_one_shipment_keeps_every_call_apart(plog_db: Path) -> None:
@@ -304,10 +307,11 @@ def test_one_shipment_keeps_every_call_apart(plog_db: Path) -> None:
         log.close()
     with sqlite3.connect(plog_db) as connection:
         stored = connection.execute(
-            "SELECT id, model_version, created_at, features, prediction FROM predictions"
+            "SELECT p.id, p.model_version, p.created_at, s.names, p.features, p.prediction "
+            "FROM predictions p JOIN feature_sets s ON s.id = p.feature_set"
         ).fetchall()
     expected = [
-        (prediction_id, version, created, orjson.dumps(dict(zip(names, row))).decode(),
+        (prediction_id, version, created, orjson.dumps(names).decode(), orjson.dumps(row).decode(),
          repr(row[0] * 10))
         for version, ids, rows, created in calls
         for prediction_id, row in zip(ids, rows)
@@ -430,3 +434,59 @@ def test_export_cli(
 def test_bundle_file_names_match_mloop() -> None:
     for name in ("SCHEMA_FILE", "REFERENCE_FILE", "META_FILE"):
         assert getattr(prediction_log, name) == getattr(mloop_bundle, name)
+
+
+def test_large_shipments_are_inserted_many_rows_per_statement(plog_db: Path) -> None:
+    # 257 rows: two statements of 100 rows and 57 single-row inserts, in one transaction.
+    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=60)
+    log.start()
+    names = ["a", "b", "c"]
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(257, 3))
+    outputs = rng.normal(size=257)
+    ids = [f"big-{i:03d}" for i in range(257)]
+    try:
+        for start, stop in ((0, 1), (1, 150), (150, 151), (151, 257)):
+            assert log.record("2", ids[start:stop], features[start:stop], names,
+                              outputs[start:stop], T0 + start)  # fmt: skip
+        assert log.flush() and log.written_rows == 257 and log.write_errors == 0
+        logged = log.recent_features()
+    finally:
+        log.close()
+    np.testing.assert_array_equal(logged[names].to_numpy(), features)  # exact, in time order
+    with sqlite3.connect(plog_db) as connection:
+        stored = connection.execute("SELECT id, prediction FROM predictions ORDER BY id").fetchall()
+    assert stored == [(i, repr(float(o))) for i, o in zip(ids, outputs)]
+
+
+def test_a_log_shared_by_two_feature_sets_reads_back_their_union(plog_log: PredictionLog) -> None:
+    assert plog_log.record("1", ["w1"], np.array([[1.0, 2.0]]), ["x", "y"], np.array([0.5]), T0)
+    assert plog_log.record("9", ["d1"], np.array([[3.0]]), ["z"], np.array([1.5]), T0 + 1)
+    assert plog_log.record("1", ["w2"], np.array([[4.0, 5.0]]), ["x", "y"], np.array([2.5]), T0 + 2)
+    assert plog_log.flush()
+    frame = plog_log.recent_features()
+    assert list(frame.columns) == ["x", "y", "z"]
+    expected = [[1.0, 2.0, np.nan], [np.nan, np.nan, 3.0], [4.0, 5.0, np.nan]]
+    np.testing.assert_array_equal(frame.to_numpy(), np.array(expected))
+
+
+def test_a_log_of_the_older_layout_is_refused_and_left_alone(plog_db: Path) -> None:
+    plog_db.parent.mkdir(parents=True)
+    with sqlite3.connect(plog_db) as connection:
+        connection.execute(
+            "CREATE TABLE predictions (id TEXT PRIMARY KEY, created_at FLOAT NOT NULL, "
+            "model_version TEXT NOT NULL, features TEXT NOT NULL, prediction TEXT NOT NULL)"
+        )
+        connection.execute("INSERT INTO predictions VALUES ('old', 1.0, '1', '{\"x\":1}', '2')")
+    before = plog_db.read_bytes()
+    log = PredictionLog(f"sqlite:///{plog_db}")
+    with pytest.raises(prediction_log.PredictionLogError, match="older table layout.*feature_set"):
+        log.start()
+    log.close()
+    with pytest.raises(prediction_log.PredictionLogError, match="older table layout"):
+        prediction_log.open_existing(f"sqlite:///{plog_db}")
+    with sqlite3.connect(plog_db) as connection:
+        assert connection.execute("SELECT * FROM predictions").fetchall() == [
+            ("old", 1.0, "1", '{"x":1}', "2")
+        ]
+    assert plog_db.read_bytes() == before
