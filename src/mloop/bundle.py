@@ -76,14 +76,13 @@ class Bundle:
 def _batch_predictor(
     path: Path, meta: dict[str, Any], model_meta: dict[str, Any], probe: npt.NDArray[Any]
 ) -> Any:
-    """The native model for large batches, if the evaluate stage timed it faster on a batch than
-    the served export; None otherwise. scikit-learn only: a Keras model loaded natively would
-    pull TensorFlow into the service."""
+    """The native model for large batches, if the evaluate stage chose it for batches (timed
+    clearly faster than the served export); None otherwise. scikit-learn only: a Keras model
+    loaded natively would pull TensorFlow into the service."""
     latency = meta.get("latency") or {}
-    served_ms, native_ms = latency.get("batch_ms_per_1k"), latency.get("native_batch_ms_per_1k")
     if meta.get("serving") == "native" or model_meta.get("flavor") != "sklearn":
         return None
-    if not served_ms or not native_ms or native_ms >= served_ms:
+    if latency.get("batch_serving") != "native":
         return None
     try:
         native = single_threaded(load_native(path / MODEL_DIR))

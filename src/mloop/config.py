@@ -167,6 +167,9 @@ class EvaluateParams(_Strict):
     latency_warmup: int = Field(ge=0)
     latency_repeats: int = Field(ge=1)
     batch_latency_rows: int = Field(default=10_000, ge=1)
+    native_batch_speedup: float = Field(
+        default=1.25, ge=1.0, description="native serves large batches only if this much faster"
+    )
     importance_repeats: int = Field(ge=1)
     importance_seed: int
 

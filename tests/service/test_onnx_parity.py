@@ -51,7 +51,11 @@ def test_large_batches_use_the_model_measured_faster_for_batches(
     # The evaluate stage times one large batch both ways; a deep forest can be several times
     # faster in onnxruntime on one row yet slower on 10,000. ONNX (float32) and native (float64)
     # differ in the last digits, which tells which model answered.
-    latency = {"batch_ms_per_1k": 50.0, "native_batch_ms_per_1k": 20.0 if native_faster else 80.0}
+    latency = {
+        "batch_ms_per_1k": 50.0,
+        "native_batch_ms_per_1k": 20.0 if native_faster else 80.0,
+        "batch_serving": "native" if native_faster else "onnx",  # the evaluate stage's choice
+    }
     bundle = make_bundle(
         tmp_path / "champion", version="1", kind="extra_trees",
         hyperparameters={"n_estimators": 20}, latency=latency,
