@@ -1,13 +1,14 @@
 """The recent-input window behind the drift gauges.
 
-The hot path only copies rows into a preallocated ring buffer; PSI against the bundle's training
-reference (mloop.reference, the same binning the pipeline wrote) is computed by the housekeeping
-thread, never per request.
+The hot path only keeps a reference to each request's decoded rows (that array is never changed
+after decoding); PSI against the bundle's training reference (mloop.reference, the same binning the
+pipeline wrote) is computed by the housekeeping thread, never per request.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 import numpy as np
 import numpy.typing as npt
@@ -16,33 +17,35 @@ from mloop.reference import psi
 
 
 class RecentWindow:
+    """The last ``size`` rows predicted, as the arrays the requests decoded.
+
+    Kept by reference, not copied into a ring buffer: a numpy slice assignment per request cost
+    ~0.75 us, an append ~0.1 us. It holds at most ``size`` rows plus one batch.
+    """
+
     def __init__(self, size: int, n_features: int) -> None:
-        self._rows = np.zeros((size, n_features))
         self._size = size
-        self._next = 0
-        self._filled = 0
+        self._n_features = n_features
+        self._arrays: deque[npt.NDArray[np.float64]] = deque()
+        self._rows = 0
         self._lock = threading.Lock()
 
     def add(self, batch: npt.NDArray[np.float64]) -> None:
-        batch = batch[-self._size :]
-        n = len(batch)
         with self._lock:
-            end = self._next + n
-            if end <= self._size:
-                self._rows[self._next : end] = batch
-            else:
-                first = self._size - self._next
-                self._rows[self._next :] = batch[:first]
-                self._rows[: n - first] = batch[first:]
-            self._next = end % self._size
-            self._filled = min(self._size, self._filled + n)
+            self._arrays.append(batch)
+            self._rows += len(batch)
+            while self._rows - len(self._arrays[0]) >= self._size:
+                self._rows -= len(self._arrays.popleft())
 
     def __len__(self) -> int:
-        return self._filled
+        return min(self._rows, self._size)
 
     def snapshot(self) -> npt.NDArray[np.float64]:
         with self._lock:
-            return self._rows[: self._filled].copy()
+            arrays = list(self._arrays)
+        if not arrays:
+            return np.empty((0, self._n_features))
+        return np.concatenate(arrays)[-self._size :]
 
     def drift(
         self, reference: dict[str, dict[str, object]], features: list[str]

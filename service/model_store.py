@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mloop.bundle import META_FILE, Bundle, BundleError, load_bundle
@@ -27,10 +27,10 @@ class LoadedModel:
     codec: RecordCodec
     identity: tuple[int, int]  # (inode of the bundle dir, mtime of bundle.json): changes on swap
     loaded_at: float
+    version: str = field(init=False)  # read by every request: a plain attribute, not a property
 
-    @property
-    def version(self) -> str:
-        return str(self.bundle.version)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "version", self.bundle.version)
 
 
 def bundle_identity(path: Path) -> tuple[int, int]:
