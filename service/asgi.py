@@ -93,12 +93,10 @@ class FastPredict:
                 else:
                     status, payload = self.handler(body)
             except Exception:
-                self._record(500, started)  # the server's 500 answer to a bug in the handler
+                if self.samples is not None:  # the server's 500 answer to a bug in the handler
+                    self.samples.http(500, time.perf_counter() - started)
                 raise
         await send_json(send, status, payload)
-        self._record(status, started)
-
-    def _record(self, status: int, started: float) -> None:
         if self.samples is not None:
             self.samples.http(status, time.perf_counter() - started)
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +29,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+if TYPE_CHECKING:
+    from service.call_buffer import Columns
 
 # `_created` series double every counter's cardinality and nothing here reads them.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -164,27 +166,21 @@ def observe_many(child: Any, values: npt.NDArray[Any]) -> None:
     child._sum.inc(float(np.sum(values)))
 
 
-@dataclass
-class _ModelSamples:
-    seconds: list[float] = field(default_factory=list)  # model time per call
-    singles: list[Any] = field(default_factory=list)  # the output of each one-row call
-    batches: list[npt.NDArray[Any]] = field(default_factory=list)  # outputs of larger calls
-
-
 class HotPathSamples:
-    """What each ``POST /predict`` observed, kept in lists and folded into the metrics in bulk.
+    """What ``POST /predict`` observed, folded into the metrics in bulk instead of per request.
 
     Why not prometheus-client directly: measured with wrk on one core, its six calls per
     prediction (each a method with a lock; a histogram's a Python loop over its buckets) cost
-    ~9 us of a ~42 us request, appending to lists ~2 us. :meth:`flush` runs on the housekeeping
-    thread every second and before each ``/metrics`` answer, so a scrape of a single worker is
-    exact; with several workers, another worker's last second arrives with its next flush.
+    ~9 us of a ~42 us request. HTTP timings are appended to a list per status code
+    (:meth:`http`); the model's side arrives once a second as the call buffer's columns
+    (:meth:`fold`). :meth:`flush` runs on the housekeeping thread every second and before each
+    ``/metrics`` answer, so a scrape of a single worker is exact; with several workers, another
+    worker's last second arrives with its next flush.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._http: dict[int, list[float]] = {}  # status code -> request seconds
-        self._models: dict[str, _ModelSamples] = {}  # model version -> samples
 
     def http(self, status: int, seconds: float) -> None:
         with self._lock:
@@ -193,39 +189,36 @@ class HotPathSamples:
                 samples = self._http[status] = []
             samples.append(seconds)
 
-    def prediction(self, version: str, seconds: float, outputs: npt.NDArray[Any]) -> None:
-        single = outputs[0].item() if len(outputs) == 1 else None
-        with self._lock:
-            samples = self._models.get(version)
-            if samples is None:
-                samples = self._models[version] = _ModelSamples()
-            samples.seconds.append(seconds)
-            if single is not None:
-                samples.singles.append(single)
-            else:
-                samples.batches.append(outputs)
-
-    def flush(self, task: str) -> None:
-        """Fold everything recorded so far into the metrics (``task`` picks the output metric)."""
+    def flush(self) -> None:
+        """Fold the HTTP timings recorded so far into the metrics."""
         with self._lock:
             http, self._http = self._http, {}
-            models, self._models = self._models, {}
         for status, durations in http.items():
             http_requests.labels("POST", "/predict", f"{status // 100}xx").inc(len(durations))
             observe_many(http_duration.labels("POST", "/predict"), np.asarray(durations))
-        for version, samples in models.items():
-            sizes = np.asarray([1] * len(samples.singles) + [len(b) for b in samples.batches])
-            predictions.labels(version).inc(int(sizes.sum()))
-            observe_many(prediction_duration.labels(version), np.asarray(samples.seconds))
-            observe_many(batch_rows, sizes)
-            parts = [np.asarray(samples.singles)] if samples.singles else []
-            outputs = np.concatenate([*parts, *samples.batches])
+
+    @staticmethod
+    def fold(segment: Columns, task: str) -> None:
+        """Count and time the calls of one buffer segment, per model version."""
+        counts = np.asarray(segment.counts, dtype=np.int64)
+        seconds = np.asarray(segment.model_seconds, dtype=np.float64)
+        outputs = segment.outputs[: segment.rows]
+        call_ends = np.cumsum(segment.version_calls).tolist()
+        row_ends = np.cumsum(counts).tolist()
+        first_call = first_row = 0
+        for version, last_call in zip(segment.versions, call_ends):
+            last_row = row_ends[last_call - 1]
+            predictions.labels(version).inc(last_row - first_row)
+            observe_many(prediction_duration.labels(version), seconds[first_call:last_call])
+            observe_many(batch_rows, counts[first_call:last_call])
+            rows = outputs[first_row:last_row]
             if task == "regression":
-                observe_many(predicted_value.labels(version), outputs.astype(np.float64))
+                observe_many(predicted_value.labels(version), rows.astype(np.float64))
             else:
-                labels, counts = np.unique(outputs, return_counts=True)
-                for label, count in zip(labels.tolist(), counts.tolist()):
-                    predicted_class.labels(version, str(label)).inc(count)
+                labels, totals = np.unique(rows, return_counts=True)
+                for label, total in zip(labels.tolist(), totals.tolist()):
+                    predicted_class.labels(version, str(label)).inc(total)
+            first_call, first_row = last_call, last_row
 
 
 def multiprocess_dir() -> str | None:

@@ -26,7 +26,6 @@ import os
 import tempfile
 import threading
 import time
-from array import array
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection
@@ -46,6 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from mloop.config import ConfigError, DatasetSchema, load_schema
+from service.call_buffer import Columns
 from service.log_store import (
     BatchWriter,
     WriteResult,
@@ -62,7 +62,6 @@ from service.log_store import (
 from service.log_writer import (
     BACKLOG_GRACE_S,
     WRITER_NICENESS,
-    Packed,
     can_raise_priority,
     boost_writer,
     run_writer,
@@ -105,74 +104,7 @@ class _Stop:
     """Queued by close(): what precedes it is written, then the writer exits."""
 
 
-class _Columns:
-    """Calls recorded since the last shipment that share feature names and output dtype, kept
-    column by column: ``record`` copies each call's rows in (about a microsecond), so shipping is a
-    slice and one cheap pickle (see :class:`Packed`) instead of concatenating hundreds of one-row
-    arrays under the GIL (which measurably delayed requests)."""
-
-    def __init__(self, names: list[str], features: npt.NDArray[Any], outputs: npt.NDArray[Any]):
-        capacity = max(_SEGMENT_ROWS, len(features))
-        self.names = names
-        self.features = np.empty((capacity, features.shape[1]), dtype=np.float64)
-        self.outputs = np.empty(capacity, dtype=outputs.dtype)
-        self.rows = 0
-        # array.array appends as cheaply as a list and becomes a numpy array without a Python loop.
-        self.counts = array("q")
-        self.created_at = array("d")
-        self.ids: list[str] = []
-        self.versions: list[str] = []
-        self.version_calls: list[int] = []
-
-    def accepts(self, names: list[str], outputs: npt.NDArray[Any]) -> bool:
-        return (names is self.names or names == self.names) and outputs.dtype == self.outputs.dtype
-
-    def add(
-        self,
-        version: str,
-        ids: list[str],
-        features: npt.NDArray[Any],
-        outputs: npt.NDArray[Any],
-        created_at: float,
-    ) -> None:
-        end = self.rows + len(ids)
-        if end > len(self.features):
-            capacity = max(2 * len(self.features), end)
-            self.features = np.resize(self.features, (capacity, self.features.shape[1]))
-            self.outputs = np.resize(self.outputs, capacity)
-        if end == self.rows + 1:  # one row (most calls): item assignment, ~2x cheaper than a slice
-            self.features[self.rows] = features[0]
-            self.outputs[self.rows] = outputs[0]
-        else:
-            self.features[self.rows : end] = features
-            self.outputs[self.rows : end] = outputs
-        self.rows = end
-        self.counts.append(len(ids))
-        self.ids.extend(ids)
-        self.created_at.append(created_at)
-        if self.versions and self.versions[-1] == version:
-            self.version_calls[-1] += 1
-        else:
-            self.versions.append(version)
-            self.version_calls.append(1)
-
-    def packed(self) -> Packed:
-        ids = self.ids  # strings: record() refuses a call with any other id
-        return Packed(
-            names=self.names,
-            counts=np.array(self.counts, dtype=np.int64),
-            id_text="".join(ids),
-            id_lengths=np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)),
-            features=self.features[: self.rows],
-            outputs=self.outputs[: self.rows],
-            created_at=np.array(self.created_at, dtype=np.float64),
-            versions=self.versions,
-            version_calls=np.array(self.version_calls, dtype=np.int64),
-        )
-
-
-_Item = Union[_Columns, _Flush, _Stop]
-_SEGMENT_ROWS = 1024  # initial rows per segment; it doubles when a shipment interval needs more
+_Item = Union[Columns, _Flush, _Stop]
 
 
 # ------------------------------------------------------------------------------ the prediction log
@@ -412,12 +344,25 @@ class PredictionLog:
             else:
                 self._pending_rows += rows
                 segment = self._pending[-1] if self._pending else None
-                if not isinstance(segment, _Columns) or not segment.accepts(feature_names, outputs):
-                    segment = _Columns(feature_names, features, outputs)
+                if not isinstance(segment, Columns) or not segment.accepts(feature_names, outputs):
+                    segment = Columns.like(feature_names, features, outputs)
                     self._pending.append(segment)
                 segment.add(model_version, ids, features, outputs, created_at)
         if problem is not None:
             self._report(problem)
+        return True
+
+    def enqueue(self, segment: Columns) -> bool:
+        """Queue calls already in columns (the service's :class:`CallBuffer` takes them once a
+        second) and have them shipped at once; False (and counted) when the queue is full.
+        Calls built by the service are well-formed, so they are not checked one by one."""
+        with self._lock:
+            if self._closed or self._writer_lost or self._pending_rows >= self.queue_size:
+                self.dropped_rows += segment.rows
+                return False
+            self._pending_rows += segment.rows
+            self._pending.append(segment)
+        self._wake.set()
         return True
 
     def queue_depth(self) -> int:
@@ -441,7 +386,7 @@ class PredictionLog:
 
     def _in_flight_rows(self) -> int:
         """Rows handed to the writer and not yet acknowledged; call with the lock held."""
-        queued = sum(item.rows for item in self._pending if isinstance(item, _Columns))
+        queued = sum(item.rows for item in self._pending if isinstance(item, Columns))
         return self._pending_rows - queued
 
     def _boost(self) -> None:
@@ -469,7 +414,7 @@ class PredictionLog:
     def _dispatch(self, items: list[_Item]) -> bool:
         """Send the segments in order, each marker after the rows before it; True on stop."""
         for item in items:
-            if isinstance(item, _Columns):
+            if isinstance(item, Columns):
                 self._send(item)
             elif isinstance(item, _Flush):
                 self._send_flush(item)
@@ -478,7 +423,7 @@ class PredictionLog:
                 return True
         return False
 
-    def _send(self, segment: _Columns) -> None:
+    def _send(self, segment: Columns) -> None:
         rows = segment.rows
         try:
             packed = segment.packed()

@@ -23,6 +23,7 @@ import orjson
 from mloop.bundle import Bundle
 from mloop.metrics import classification_metrics, regression_metrics
 from service import metrics
+from service.call_buffer import CallBuffer
 from service.codec import RecordCodec, RequestError
 from service.drift import RecentWindow
 from service.model_store import LoadedModel, ModelStore
@@ -52,6 +53,13 @@ class Runtime:
         self.window: RecentWindow | None = None
         self.prediction_log: PredictionLog | None = None
         self.samples = metrics.HotPathSamples() if settings.metrics_enabled else None
+        # What successful calls leave for the model metrics, the drift window and the log.
+        self.calls = (
+            CallBuffer(settings.prediction_log_queue_rows)
+            if settings.metrics_enabled or settings.prediction_log_enabled
+            else None
+        )
+        self._drain_lock = threading.Lock()
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._log_synced = (0, 0)
@@ -69,7 +77,8 @@ class Runtime:
     def _swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:
         meta = new.bundle.meta
         if old is None:
-            self.window = RecentWindow(self.settings.drift_window, len(new.bundle.features))
+            if self.settings.metrics_enabled:  # the drift gauges are metrics too
+                self.window = RecentWindow(self.settings.drift_window, len(new.bundle.features))
             if meta["task"] == "regression":
                 target = new.bundle.reference.get("target", {})
                 metrics.configure_predicted_value_buckets(list(target.get("bin_edges", [])))
@@ -119,14 +128,10 @@ class Runtime:
         rows = len(outputs)
         base = f"{self._id_prefix}{next(self._request_counter):012x}"
         ids = [base] if batch.single else [f"{base}-{i}" for i in range(rows)]
-        if self.samples is not None:
-            self.samples.prediction(version, model_seconds, outputs)
-        if self.prediction_log is not None:
-            self.prediction_log.record(
-                version, ids, features, model.codec.features, outputs, time.time()
+        if self.calls is not None:
+            self.calls.add(
+                version, ids, features, model.codec.features, outputs, model_seconds, time.time()
             )
-        if self.window is not None:
-            self.window.add(features)
         if batch.single:
             payload = {"id": base, "prediction": outputs[0].item(), "model_version": version}
         else:
@@ -143,6 +148,7 @@ class Runtime:
     def feedback(self, items: list[tuple[str, float | int | str]]) -> tuple[list[str], list[str]]:
         if self.prediction_log is None:
             raise RuntimeError("the prediction log is disabled (MLOOP_PREDICTION_LOG_ENABLED)")
+        self.drain()  # a label may follow its prediction within the second: log it first
         accepted, unknown = self.prediction_log.record_feedback(items, time.time())
         metrics.feedback_rows.labels("accepted").inc(len(accepted))
         metrics.feedback_rows.labels("unknown_id").inc(len(unknown))
@@ -206,11 +212,32 @@ class Runtime:
             except Exception:  # noqa: BLE001 - the gauges may lag, the service must not stop
                 log.exception("housekeeping failed")
 
+    def drain(self) -> None:
+        """Hand the buffered calls to the model metrics, the drift window and the prediction log.
+
+        Serialised: a feedback request drains before it flushes the log, and must not overtake a
+        drain in progress whose rows it may be about to label.
+        """
+        if self.calls is None:
+            return
+        with self._drain_lock:
+            segments = self.calls.take()
+            model = self.store.current
+            for segment in segments:
+                if self.samples is not None and model is not None:
+                    self.samples.fold(segment, model.bundle.meta["task"])
+                if self.window is not None:
+                    # A copy: a view would keep the whole segment alive for as long as the window.
+                    first = max(0, segment.rows - self.settings.drift_window)
+                    self.window.add(segment.features[first : segment.rows].copy())
+                if self.prediction_log is not None:
+                    self.prediction_log.enqueue(segment)
+
     def flush_metrics(self) -> None:
-        """Fold the hot path's samples into the Prometheus metrics (before every exposition)."""
-        model = self.store.current
-        if self.samples is not None and model is not None:
-            self.samples.flush(model.bundle.meta["task"])
+        """Bring every sample into the Prometheus metrics (before every exposition)."""
+        self.drain()
+        if self.samples is not None:
+            self.samples.flush()
 
     def housekeeping_tick(self, refresh_quality: bool = False) -> None:
         self.flush_metrics()
@@ -224,11 +251,14 @@ class Runtime:
             metrics.drift_window_rows.set(len(self.window))
         plog = self.prediction_log
         if plog is not None:
-            written, dropped = plog.written_rows, plog.dropped_rows
+            # The call buffer only drops if this thread stalls; those rows never reach the log.
+            buffered_drops = self.calls.dropped_rows if self.calls is not None else 0
+            written, dropped = plog.written_rows, plog.dropped_rows + buffered_drops
             metrics.log_written.inc(written - self._log_synced[0])
             metrics.log_dropped.inc(dropped - self._log_synced[1])
             self._log_synced = (written, dropped)
-            metrics.log_queue_depth.set(plog.queue_depth())
+            buffered = self.calls.rows if self.calls is not None else 0
+            metrics.log_queue_depth.set(plog.queue_depth() + buffered)
             if refresh_quality:
                 self.update_quality()
 
@@ -237,6 +267,7 @@ class Runtime:
         self.store.stop()
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
+        self.drain()  # the last calls reach the log before it closes
         if self.prediction_log is not None:
             self.prediction_log.close()
         self.housekeeping_tick()  # the last samples and log counters reach the metrics

@@ -1,0 +1,60 @@
+"""The call buffer: every call taken exactly once, in order, in columns; bounded; never blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.call_buffer import INITIAL_ROWS, CallBuffer
+
+
+def add(buffer: CallBuffer, version: str, first: int, rows: int, names: list[str]) -> None:
+    ids = [f"id{first + i}" for i in range(rows)]
+    features = np.arange(first, first + rows, dtype=float)[:, None].repeat(len(names), axis=1)
+    outputs = np.arange(first, first + rows, dtype=float) / 2
+    buffer.add(version, ids, features, names, outputs, 0.001 * rows, 100.0 + first)
+
+
+def test_calls_come_out_once_in_order_as_columns() -> None:
+    buffer = CallBuffer(max_rows=10 * INITIAL_ROWS)
+    names = ["x", "y"]
+    sizes = [1, 3, 1, INITIAL_ROWS + 5, 1]  # one batch larger than a fresh buffer
+    first = 0
+    for index, rows in enumerate(sizes):
+        add(buffer, "2" if index < 3 else "3", first, rows, names)
+        first += rows
+    (segment,) = buffer.take()
+    assert buffer.take() == [], "a second take finds nothing"
+    total = sum(sizes)
+    assert segment.rows == total
+    np.testing.assert_array_equal(segment.features[:total, 0], np.arange(total))
+    np.testing.assert_array_equal(segment.outputs[:total], np.arange(total) / 2)
+    assert list(segment.counts) == sizes
+    assert segment.ids == [f"id{i}" for i in range(total)]
+    assert (segment.versions, segment.version_calls) == (["2", "3"], [3, 2])
+    np.testing.assert_allclose(segment.model_seconds, [0.001 * rows for rows in sizes])
+    packed = segment.packed()
+    assert packed.rows == total and packed.ids() == segment.ids
+    assert packed.call_versions() == ["2", "2", "2", "3", "3"]
+
+
+def test_other_feature_names_or_output_types_start_a_new_segment() -> None:
+    buffer = CallBuffer(max_rows=100)
+    add(buffer, "1", 0, 2, ["x"])
+    add(buffer, "1", 2, 1, ["z"])
+    buffer.add("1", ["label"], np.zeros((1, 1)), ["z"], np.array(["yes"]), 0.0, 1.0)
+    segments = buffer.take()
+    assert [(s.names, s.rows, s.outputs.dtype.kind) for s in segments] == [
+        (["x"], 2, "f"), (["z"], 1, "f"), (["z"], 1, "U"),
+    ]  # fmt: skip
+
+
+def test_a_full_buffer_drops_and_counts_until_taken() -> None:
+    buffer = CallBuffer(max_rows=4)
+    add(buffer, "1", 0, 3, ["x"])
+    add(buffer, "1", 3, 2, ["x"])  # accepted: 3 < 4 (one call may overshoot by its own size)
+    add(buffer, "1", 5, 2, ["x"])  # dropped: 5 >= 4
+    assert buffer.dropped_rows == 2
+    (segment,) = buffer.take()
+    assert segment.rows == 5
+    add(buffer, "1", 7, 1, ["x"])  # room again after the take
+    assert buffer.dropped_rows == 2 and buffer.take()[0].rows == 1
