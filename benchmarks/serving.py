@@ -5,10 +5,10 @@ Every contender is a real server process pinned to CPU 0 (``taskset -c 0``); eve
 the server has one whole core and the client never steals from it. All traffic is on 127.0.0.1.
 
 Prepared once and cached in ``--workdir`` (default /tmp/mloop-bench): the pipeline run on UCI wine
-red (random split) in a fresh copy of this repo, giving the champion bundle (extra trees, served
-with ONNX) and an MLflow registry with alias ``champion``; plus a second bundle and registered model
-for the hist_gb candidate (served natively, its ONNX export fails), so both servers are compared
-on a model whose cost is not negligible too.
+red (random split) in a fresh copy of this repo, giving the champion bundle (extra trees: ONNX for
+single rows, native scikit-learn for large batches) and an MLflow registry with alias
+``champion``; plus a second bundle and registered model for the hist_gb candidate (ONNX
+throughout), the model of the issue's reference figures.
 
 Contenders: this service (``python -m service``, 1 worker) with metrics and prediction log on, and
 off (for the "kept throughput" ratio); ``mlflow models serve --env-manager local``; a bare ASGI app
