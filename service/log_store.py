@@ -89,6 +89,10 @@ feedback = Table(
     ),
     Column("actual", Text, nullable=False),  # JSON value: the observed target
     Column("received_at", Float, nullable=False),
+    # The live-error gauges read the labels received recently: with this index the database
+    # starts from those few labels, instead of every prediction of the window (measured: 0.25 s
+    # per refresh on a 2-million-row log with no label at all).
+    Index("ix_feedback_received_at", "received_at"),
 )
 
 

@@ -238,6 +238,8 @@ class PredictionLog:
         for attempt in range(3):
             try:
                 metadata.create_all(self._engine)
+                for index in feedback.indexes:  # create_all adds none to an existing table
+                    index.create(self._engine, checkfirst=True)
                 break
             except SQLAlchemyError:
                 if attempt == 2:
@@ -551,12 +553,21 @@ class PredictionLog:
 
     # ------------------------------------------------------------------------------- reads
 
-    def labelled_rows(self, since: float | None = None, until: float | None = None) -> pd.DataFrame:
-        """Predictions made in [since, until) that have a label, one column per feature.
+    def labelled_rows(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        received_since: float | None = None,
+    ) -> pd.DataFrame:
+        """Predictions made in [since, until) that have a label, one column per feature; with
+        ``received_since``, only labels received from then on.
 
         Columns: the features, then ``prediction``, ``actual``, ``model_version``, ``created_at``,
         ``prediction_id``; ordered by prediction time.
         """
+        clauses = _window(since, until)
+        if received_since is not None:
+            clauses.append(feedback.c.received_at >= received_since)
         statement = (
             select(
                 predictions.c.feature_set,
@@ -568,7 +579,7 @@ class PredictionLog:
                 predictions.c.id,
             )
             .select_from(predictions.join(feedback, feedback.c.prediction_id == predictions.c.id))
-            .where(*_window(since, until))
+            .where(*clauses)
             .order_by(predictions.c.created_at, predictions.c.id)
         )
         with self._engine.connect() as connection:

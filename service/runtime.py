@@ -156,13 +156,13 @@ class Runtime:
         return accepted, unknown
 
     def update_quality(self) -> None:
-        """Live error of the labelled predictions in the quality window, per model version."""
+        """Live error of the labels received in the quality window, per model version."""
         model = self.store.current
         if self.prediction_log is None or model is None:
             return
         with self._quality_lock:
             since = time.time() - self.settings.quality_window_s
-            rows = self.prediction_log.labelled_rows(since=since)
+            rows = self.prediction_log.labelled_rows(received_since=since)
             for version, group in rows.groupby("model_version"):
                 actual = group["actual"].to_numpy(dtype=float)
                 predicted = group["prediction"].to_numpy(dtype=float)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 
 import pytest
@@ -131,8 +133,10 @@ def test_reload_requires_the_bearer_token(server: Server) -> None:
 
 def test_feedback_accepts_known_ids_and_reports_unknown_ones(server: Server) -> None:
     with server.client() as client:
-        first = client.post("/predict", json=valid_record()).json()["id"]
-        batch_ids = client.post("/predict", json=[valid_record()] * 2).json()["ids"]
+        answer = client.post("/predict", json=valid_record()).json()
+        first = answer["id"]
+        batch = client.post("/predict", json=[valid_record()] * 2).json()
+        batch_ids = batch["ids"]
         response = client.post(
             "/feedback",
             json={"items": [{"id": first, "actual": 151.0}, {"id": batch_ids[1], "actual": 75.0},
@@ -144,4 +148,7 @@ def test_feedback_accepts_known_ids_and_reports_unknown_ones(server: Server) -> 
         assert client.post("/feedback", json={"items": [{"id": first}]}).status_code == 422
         metrics = client.get("/metrics").text
     assert 'mloop_feedback_total{result="unknown_id"} 1.0' in metrics
-    assert 'mloop_live_error{metric="rmse",model_version="1"}' in metrics
+    errors = [answer["prediction"] - 151.0, batch["predictions"][1] - 75.0]
+    rmse = math.sqrt(sum(e * e for e in errors) / 2)
+    (line,) = [x for x in metrics.splitlines() if x.startswith('mloop_live_error{metric="rmse"')]
+    assert 'model_version="1"' in line and math.isclose(float(line.split()[-1]), rmse, rel_tol=1e-9)

@@ -490,3 +490,21 @@ def test_a_log_of_the_older_layout_is_refused_and_left_alone(plog_db: Path) -> N
             ("old", 1.0, "1", '{"x":1}', "2")
         ]
     assert plog_db.read_bytes() == before
+
+
+def test_labels_can_be_selected_by_when_they_arrived(
+    plog_log: PredictionLog, plog_db: Path
+) -> None:
+    ids = [f"q{i}" for i in range(3)]
+    assert plog_log.record("1", ids, np.zeros((3, 1)), ["x"], np.array([1.0, 2.0, 3.0]), T0)
+    plog_log.record_feedback([(ids[0], 1.5)], received_at=T0 + 10)
+    plog_log.record_feedback([(ids[1], 2.5), (ids[2], 3.5)], received_at=T0 + 3600)
+    late = plog_log.labelled_rows(received_since=T0 + 60)
+    assert late["prediction_id"].tolist() == ids[1:] and late["actual"].tolist() == [2.5, 3.5]
+    assert len(plog_log.labelled_rows()) == 3
+    with sqlite3.connect(plog_db) as connection:
+        plan = connection.execute(
+            "EXPLAIN QUERY PLAN SELECT p.id FROM predictions p JOIN feedback f "
+            "ON f.prediction_id = p.id WHERE f.received_at >= 0"
+        ).fetchall()
+    assert "ix_feedback_received_at" in str(plan), plan  # starts from the labels, not every row
