@@ -344,6 +344,8 @@ class PredictionLog:
                 self.write_errors += 1
                 self.lost_rows += rows
             else:
+                if not self._pending_rows:
+                    self._last_ack = time.monotonic()  # a backlog starts: time it from now
                 self._pending_rows += rows
                 segment = self._pending[-1] if self._pending else None
                 if not isinstance(segment, Columns) or not segment.accepts(feature_names, outputs):
@@ -362,6 +364,8 @@ class PredictionLog:
             if self._closed or self._writer_lost or self._pending_rows >= self.queue_size:
                 self.dropped_rows += segment.rows
                 return False
+            if not self._pending_rows:
+                self._last_ack = time.monotonic()  # a backlog starts: time it from now
             self._pending_rows += segment.rows
             self._pending.append(segment)
         self._wake.set()
@@ -408,10 +412,21 @@ class PredictionLog:
                     return
             except Exception:  # noqa: BLE001 - the shipper must outlive any bug in one batch
                 logger.exception("prediction log: unexpected error in the shipper thread")
-            with self._lock:
-                starved = self._in_flight_rows() > 0
-            if starved and time.monotonic() - self._last_ack > BACKLOG_GRACE_S:
-                self._boost()  # starved (by requests or by other processes): give it a share
+
+    def keep_up(self) -> None:
+        """Raise a starved writer: rows are pending and none was acknowledged for BACKLOG_GRACE_S
+        (by requests, or by other processes, a saturated core starves an idle-class task).
+
+        Called by the receiver whenever a grace period passes without a message, not by the
+        shipper: a shipment larger than the pipe's buffer blocks the shipper in ``send`` until the
+        writer reads, which an idle-class writer on a saturated core never does (measured: with
+        the check after each send, the writer stayed idle-class for seconds, the queue filled and
+        rows were dropped).
+        """
+        with self._lock:
+            behind = self._pending_rows > 0 and time.monotonic() - self._last_ack > BACKLOG_GRACE_S
+        if behind:
+            self._boost()
 
     def _dispatch(self, items: list[_Item]) -> bool:
         """Send the segments in order, each marker after the rows before it; True on stop."""
@@ -463,6 +478,9 @@ class PredictionLog:
         assert self._connection is not None
         while True:
             try:
+                if not self._connection.poll(BACKLOG_GRACE_S):
+                    self.keep_up()
+                    continue
                 message = self._connection.recv()
             except (EOFError, OSError):
                 break

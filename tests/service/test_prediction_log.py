@@ -508,3 +508,34 @@ def test_labels_can_be_selected_by_when_they_arrived(
             "ON f.prediction_id = p.id WHERE f.received_at >= 0"
         ).fetchall()
     assert "ix_feedback_received_at" in str(plan), plan  # starts from the labels, not every row
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_a_writer_starved_by_a_busy_core_is_raised_and_catches_up(plog_db: Path) -> None:
+    # The writer and a busy process share one CPU. An idle-class writer gets nothing there; a
+    # shipment bigger than the pipe's buffer then blocks the shipper in send(), so only the
+    # receiver's watch can raise the writer. Without it, nothing is written until the hog ends.
+    cpu = min(os.sched_getaffinity(0))
+    saved = os.sched_getaffinity(0)
+    hog = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])})\n"
+         "while True: pass", str(cpu)]
+    )  # fmt: skip
+    os.sched_setaffinity(0, {cpu})  # the writer process inherits it
+    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.05)
+    try:
+        log.start()
+        os.sched_setaffinity(0, saved)
+        rows = 60_000  # 5 MB of features: far beyond a pipe's 64 KB buffer
+        features = np.random.default_rng(3).normal(size=(rows, 11))
+        ids = [f"s{i:06d}" for i in range(rows)]
+        assert log.record("1", ids, features, [f"x{i}" for i in range(11)], features[:, 0], T0)
+        deadline = time.monotonic() + 30
+        while log.written_rows < rows and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log.written_rows == rows and log.dropped_rows == 0
+    finally:
+        os.sched_setaffinity(0, saved)
+        hog.kill()
+        hog.wait()
+        log.close()
