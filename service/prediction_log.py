@@ -197,6 +197,10 @@ class PredictionLog:
         self._pending_rows = 0  # accepted and not yet written: queued, in the pipe, being written
         self._closed = False
         self._writer_lost = False
+        # Rows handed to the writer process and not acknowledged yet: what its death loses. Kept
+        # apart from the queue, so a shipment that fails after the receiver counted it as lost is
+        # not counted twice.
+        self._unacked_rows = 0
         self._wake = threading.Event()
         self._shipper: threading.Thread | None = None
         self._receiver: threading.Thread | None = None
@@ -390,11 +394,6 @@ class PredictionLog:
         self._boost()  # someone waits: an idle-class writer must not wait for a free core
         return marker.done.wait(timeout) and not self._writer_lost
 
-    def _in_flight_rows(self) -> int:
-        """Rows handed to the writer and not yet acknowledged; call with the lock held."""
-        queued = sum(item.rows for item in self._pending if isinstance(item, Columns))
-        return self._pending_rows - queued
-
     def _boost(self) -> None:
         if self._process is not None and self._process.pid is not None and self._can_boost:
             self._can_boost = boost_writer(self._process.pid)
@@ -442,15 +441,31 @@ class PredictionLog:
 
     def _send(self, segment: Columns) -> None:
         rows = segment.rows
+        if self._local_writer is not None:
+            try:
+                self._account(rows, write_packed(self._local_writer, segment.packed()))
+            except Exception as exc:  # noqa: BLE001 - an unpicklable output, a driver bug
+                self._account(rows, WriteResult(errors=1, lost=rows))
+                self._report(f"{rows} row(s) not written: {type(exc).__name__}: {exc}")
+            return
+        assert self._connection is not None
+        with self._lock:
+            handed_over = not self._writer_lost
+            if handed_over:
+                self._unacked_rows += rows
         try:
-            packed = segment.packed()
-            if self._local_writer is not None:
-                self._account(rows, write_packed(self._local_writer, packed))
-                return
-            assert self._connection is not None
-            send_packed(self._connection, packed)
+            if not handed_over:
+                raise BrokenPipeError("the writer process is gone")
+            send_packed(self._connection, segment.packed())
         except Exception as exc:  # noqa: BLE001 - a dead writer or an unpicklable output
-            self._account(rows, WriteResult(errors=1, lost=rows))
+            with self._lock:
+                # Rows the receiver already counted as lost, when it noticed the writer die
+                # after they were handed over, are not counted again.
+                counted = handed_over and self._writer_lost
+                if handed_over and not counted:
+                    self._unacked_rows -= rows
+            if not counted:
+                self._account(rows, WriteResult(errors=1, lost=rows))
             self._report(f"{rows} row(s) not sent to the writer: {type(exc).__name__}: {exc}")
 
     def _send_flush(self, marker: _Flush) -> None:
@@ -486,7 +501,7 @@ class PredictionLog:
                 break
             kind = message[0]
             if kind == "done":
-                self._account(message[1], WriteResult(*message[2:]))
+                self._account(message[1], WriteResult(*message[2:]), acknowledged=True)
             elif kind == "flushed":
                 marker = self._flushes.pop(message[1], None)
                 if marker is not None:
@@ -497,7 +512,7 @@ class PredictionLog:
         code = self._process.exitcode if self._process is not None else None
         with self._lock:
             self._writer_lost = True
-            lost = self._in_flight_rows()
+            lost, self._unacked_rows = self._unacked_rows, 0
             self._pending_rows -= lost
             self.lost_rows += lost
             self.write_errors += 1 if lost else 0
@@ -510,10 +525,12 @@ class PredictionLog:
         for marker in list(self._flushes.values()):
             marker.done.set()
 
-    def _account(self, rows: int, result: WriteResult) -> None:
+    def _account(self, rows: int, result: WriteResult, acknowledged: bool = False) -> None:
         with self._lock:
             self._last_ack = time.monotonic()
             self._pending_rows -= rows
+            if acknowledged:
+                self._unacked_rows -= rows
             self.written_rows += result.written
             self.write_errors += result.errors
             self.lost_rows += result.lost

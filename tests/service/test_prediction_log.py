@@ -364,6 +364,34 @@ def test_a_dead_writer_process_is_reported_and_new_rows_are_dropped(plog_db: Pat
     assert stored_ids(plog_db) == ["before"]
 
 
+def test_a_shipment_lost_with_its_writer_is_counted_once(plog_db: Path) -> None:
+    # A stopped writer reads nothing, so a shipment bigger than the pipe's buffer blocks the
+    # shipper in send(). Killing the writer then ends that send with a broken pipe while the
+    # receiver sees the pipe close: both sides notice the same rows, and they are lost once.
+    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
+    log.start()
+    try:
+        assert log._process is not None and log._process.pid is not None
+        os.kill(log._process.pid, signal.SIGSTOP)
+        rows = 40_000  # 3.5 MB of features: far beyond a pipe's 64 KB buffer
+        features = np.random.default_rng(5).normal(size=(rows, 11))
+        ids = [f"k{i:06d}" for i in range(rows)]
+        assert log.record("1", ids, features, [f"x{i}" for i in range(11)], features[:, 0], T0)
+        time.sleep(0.3)  # the shipper has taken the rows and is blocked in send()
+        os.kill(log._process.pid, signal.SIGKILL)
+        log._process.join(5)
+        deadline = time.monotonic() + 5
+        while (log.running or log.lost_rows < rows) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # room for a second, wrong count to arrive
+        assert not log.running
+        assert log.lost_rows == rows and log.written_rows == 0
+        assert log.queue_depth() == 0
+    finally:
+        log.close(timeout=2)
+    assert log.queue_depth() == 0 and log.lost_rows == rows
+
+
 def test_in_memory_sqlite_is_written_in_process(tmp_path: Path) -> None:
     # An in-memory database exists only inside this process: a writer process could not see it.
     log = PredictionLog("sqlite://", flush_interval_s=0.01)
