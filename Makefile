@@ -38,9 +38,10 @@ repro: $(STAMP) ## Run the DVC pipeline (ingest → promote); nothing changed = 
 serve: $(STAMP) ## Serve the champion bundle on http://127.0.0.1:8000 (docs at /docs)
 	python -m service --port 8000
 
-bench: $(STAMP) system-deps ## Benchmarks: pipeline runtime, wine quality bars, serving load (needs ../shared/data)
+bench: $(STAMP) system-deps ## Benchmarks: pipeline runtime, wine quality bars, model size, serving load (needs ../shared/data)
 	python benchmarks/pipeline_runtime.py
 	python benchmarks/wine_quality.py
+	python benchmarks/model_size.py
 	python benchmarks/serving.py --json-out benchmarks/results/serving.json
 
 metrics: $(STAMP) ## Show metrics, and their diff against the last commit
