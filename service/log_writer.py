@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import logging
 import os
 import pickle
@@ -185,7 +186,14 @@ def json_values(values: npt.NDArray[Any]) -> list[str]:
         return []
     if values.dtype.kind in "biuf":
         return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(",")
-    return [orjson.dumps(value).decode() for value in values.tolist()]
+    return [_json_value(value) for value in values.tolist()]
+
+
+def _json_value(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # a lone surrogate, which orjson (strict UTF-8) refuses; json escapes it
+        return json.dumps(value)
 
 
 def packed_rows(packed: Packed, feature_set: int) -> list[Row]:

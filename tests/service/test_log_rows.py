@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import orjson
 from hypothesis import given, settings
@@ -34,4 +36,16 @@ def test_rows_match_one_call_per_row_and_read_back_exactly(matrix: np.ndarray) -
     )
 )
 def test_values_match_one_call_per_value(values: np.ndarray) -> None:
-    assert json_values(values) == [orjson.dumps(value).decode() for value in values.tolist()]
+    encoded = json_values(values)
+    assert [json.loads(text) for text in encoded] == values.tolist()
+    for text, value in zip(encoded, values.tolist()):
+        try:
+            expected = orjson.dumps(value).decode()
+        except TypeError:  # a label with a lone surrogate: escaped by json instead, read back above
+            continue
+        assert text == expected
+
+
+def test_a_label_orjson_refuses_is_still_written() -> None:
+    labels = np.array(["ok", "\ud800x"])
+    assert json_values(labels) == ['"ok"', '"\\ud800x"']
