@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from array import array
+from collections.abc import MutableSequence
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,25 @@ class Columns:
         )
 
 
+def append_call(
+    segments: MutableSequence[Any],
+    version: str,
+    ids: list[str],
+    features: npt.NDArray[Any],
+    names: list[str],
+    outputs: npt.NDArray[Any],
+    created_at: float,
+    model_seconds: float = 0.0,
+) -> None:
+    """Add one call to the last of ``segments`` if that takes its names and output dtype, else to
+    a new segment; other items in ``segments`` (the log's flush markers) end a segment too."""
+    segment = segments[-1] if segments else None
+    if not isinstance(segment, Columns) or not segment.accepts(names, outputs):
+        segment = Columns.like(names, features, outputs)
+        segments.append(segment)
+    segment.add(version, ids, features, outputs, created_at, model_seconds)
+
+
 class CallBuffer:
     """Successful ``/predict`` calls since the last :meth:`take`, at most ``max_rows`` rows.
 
@@ -126,11 +146,9 @@ class CallBuffer:
                 self.dropped_rows += rows
                 return
             self._rows += rows
-            segment = self._segments[-1] if self._segments else None
-            if segment is None or not segment.accepts(names, outputs):
-                segment = Columns.like(names, features, outputs)
-                self._segments.append(segment)
-            segment.add(version, ids, features, outputs, created_at, model_seconds)
+            append_call(
+                self._segments, version, ids, features, names, outputs, created_at, model_seconds
+            )
 
     @property
     def rows(self) -> int:

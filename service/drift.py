@@ -1,8 +1,8 @@
 """The recent-input window behind the drift gauges.
 
-The hot path only keeps a reference to each request's decoded rows (that array is never changed
-after decoding); PSI against the bundle's training reference (mloop.reference, the same binning the
-pipeline wrote) is computed by the housekeeping thread, never per request.
+Requests never touch it: once a second the housekeeping thread adds the last rows the call buffer
+collected, and computes PSI against the bundle's training reference (mloop.reference, the same
+binning the pipeline wrote).
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from mloop.reference import psi
 
 
 class RecentWindow:
-    """The last ``size`` rows predicted, as the arrays the requests decoded.
-
-    Kept by reference, not copied into a ring buffer: a numpy slice assignment per request cost
-    ~0.75 us, an append ~0.1 us. It holds at most ``size`` rows plus one batch.
+    """The last ``size`` rows predicted, as the arrays added (a deque of them, not a ring buffer:
+    adding keeps the array, and the oldest arrays drop out whole). It holds at most ``size`` rows
+    plus one array.
     """
 
     def __init__(self, size: int, n_features: int) -> None:

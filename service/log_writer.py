@@ -146,6 +146,15 @@ class Packed:
             )
         )
 
+    def row_versions(self) -> list[str]:
+        """The model version of every row, in order: rows per run of calls of one version, then
+        each version repeated (C-level, no per-call loop)."""
+        if not self.rows:
+            return []
+        run_starts = np.concatenate([[0], np.cumsum(self.version_calls)[:-1]]).astype(np.intp)
+        run_rows = np.add.reduceat(self.counts, run_starts).tolist()
+        return list(itertools.chain.from_iterable(map(itertools.repeat, self.versions, run_rows)))
+
     def unpack(self) -> list[Call]:
         bounds = np.cumsum(self.counts)[:-1]
         features = np.split(self.features, bounds)
@@ -202,12 +211,8 @@ def packed_rows(packed: Packed, feature_set: int) -> list[Row]:
     features = json_rows(packed.features)
     outputs = json_values(packed.outputs)
     created = np.repeat(packed.created_at, packed.counts).tolist()
-    # Rows per run of calls of one version, then each version repeated: C-level, no per-call loop.
-    run_starts = np.concatenate([[0], np.cumsum(packed.version_calls)[:-1]]).astype(np.intp)
-    run_rows = np.add.reduceat(packed.counts, run_starts).tolist() if packed.rows else []
-    versions = list(itertools.chain.from_iterable(map(itertools.repeat, packed.versions, run_rows)))
     sets = itertools.repeat(feature_set, packed.rows)
-    return list(zip(packed.ids(), created, versions, sets, features, outputs))
+    return list(zip(packed.ids(), created, packed.row_versions(), sets, features, outputs))
 
 
 def send_packed(connection: Connection, packed: Packed) -> None:

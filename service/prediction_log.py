@@ -45,7 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from mloop.config import ConfigError, DatasetSchema, load_schema
-from service.call_buffer import Columns
+from service.call_buffer import Columns, append_call
 from service.log_store import (
     BatchWriter,
     WriteResult,
@@ -341,21 +341,16 @@ class PredictionLog:
         outputs = np.asarray(outputs)
         problem = malformed((model_version, ids, features, feature_names, outputs, created_at))
         with self._lock:
-            if self._closed or self._writer_lost or self._pending_rows >= self.queue_size:
-                self.dropped_rows += rows
+            if not self._accepts(rows):
                 return False
             if problem is not None:
                 self.write_errors += 1
                 self.lost_rows += rows
             else:
-                if not self._pending_rows:
-                    self._last_ack = time.monotonic()  # a backlog starts: time it from now
-                self._pending_rows += rows
-                segment = self._pending[-1] if self._pending else None
-                if not isinstance(segment, Columns) or not segment.accepts(feature_names, outputs):
-                    segment = Columns.like(feature_names, features, outputs)
-                    self._pending.append(segment)
-                segment.add(model_version, ids, features, outputs, created_at)
+                self._admit(rows)
+                append_call(
+                    self._pending, model_version, ids, features, feature_names, outputs, created_at
+                )
         if problem is not None:
             self._report(problem)
         return True
@@ -365,15 +360,25 @@ class PredictionLog:
         second) and have them shipped at once; False (and counted) when the queue is full.
         Calls built by the service are well-formed, so they are not checked one by one."""
         with self._lock:
-            if self._closed or self._writer_lost or self._pending_rows >= self.queue_size:
-                self.dropped_rows += segment.rows
+            if not self._accepts(segment.rows):
                 return False
-            if not self._pending_rows:
-                self._last_ack = time.monotonic()  # a backlog starts: time it from now
-            self._pending_rows += segment.rows
+            self._admit(segment.rows)
             self._pending.append(segment)
         self._wake.set()
         return True
+
+    def _accepts(self, rows: int) -> bool:
+        """Whether the queue takes ``rows`` more; if not, they are counted as dropped. Lock held."""
+        if self._closed or self._writer_lost or self._pending_rows >= self.queue_size:
+            self.dropped_rows += rows
+            return False
+        return True
+
+    def _admit(self, rows: int) -> None:
+        """Count accepted rows as pending. Lock held."""
+        if not self._pending_rows:
+            self._last_ack = time.monotonic()  # a backlog starts: time it from now
+        self._pending_rows += rows
 
     def queue_depth(self) -> int:
         """Rows accepted but not yet committed (queued plus those being written)."""
