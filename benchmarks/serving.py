@@ -18,6 +18,10 @@ run at once (idle ones cost ~0.2% of a core) so that throughput can be measured 
 rounds: a VM's throughput drifts by tens of percent within minutes, and a ratio of two runs taken
 seconds apart is far more trustworthy than one of two runs taken minutes apart.
 
+The "kept" ratio (metrics and prediction log on against off) is measured head to head: both
+servers loaded at once on CPU 0, each in its own session and so its own scheduler autogroup, the
+figure being requests per second of server CPU (see measure_kept).
+
 Measured: single-row throughput (wrk -c64, Little's law check), latency with 1 connection (wrk,
 interleaved rounds too, p50 and p99 each the median over the rounds) and 64
 (benchmarks/latency_client.py, every latency kept), 10,000-row batches, 1000 connections,
@@ -93,20 +97,20 @@ class Profile:
     reload_s: int
     reloads: int
     batch_reps: int
-    kept_pairs: int
+    kept_runs: int
     kept_s: int
 
 
 # Five rounds, not three: single rounds of one contender differed by 20-50% on the 2026-12 VM, and
 # the "kept" ratio of three rounds moved between 0.62 and 0.99 from one run to the next. The kept
-# ratio gets its own phase of short back-to-back pairs (see measure_kept).
+# ratio gets its own phase, with both servers loaded at once (see measure_kept).
 FULL = Profile(
     warmup_s=2, rounds=5, round_s=5, unloaded_s=5, tails_s=15, c1000_s=30, reload_s=15,
-    reloads=20, batch_reps=20, kept_pairs=12, kept_s=3,
+    reloads=20, batch_reps=20, kept_runs=8, kept_s=5,
 )  # fmt: skip
 QUICK = Profile(
     warmup_s=1, rounds=1, round_s=3, unloaded_s=3, tails_s=3, c1000_s=3, reload_s=4, reloads=5,
-    batch_reps=5, kept_pairs=2, kept_s=2,
+    batch_reps=5, kept_runs=2, kept_s=3,
 )  # fmt: skip
 
 
@@ -848,50 +852,78 @@ def cpu_us_per_request(result: dict[str, Any]) -> float | None:
     return round(cpu["server_cpu_pct"] / 100 * cpu["wall_s"] / result["requests"] * 1e6, 2)
 
 
-def measure_kept(ctx: Context, contenders: dict[str, Contender]) -> dict[str, Any]:
-    """Metrics and prediction log on against off, in ``kept_pairs`` pairs of back-to-back runs.
+def autogroup_enabled() -> bool | None:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return None
 
-    Why a phase of its own: in the throughput rounds the two runs of a pair are ~6 s apart, always
-    on first, and five pairs were too few on this VM (per-pair ratios 0.45-1.13 within one run,
-    measured). Here the two runs of a pair are seconds apart, the order alternates (on-off,
-    off-on) so neither side always follows the other, and the median of many pairs is reported
-    with its quartiles. The server CPU per request of each run gives a second estimate of the
-    same ratio (off/on), from the kernel's accounting rather than from the client.
+
+def head_to_head(ctx: Context, on: Contender, off: Contender, seconds: int) -> dict[str, Any]:
+    """Load both servers at once (one wrk each, both on the client core) and count each one's
+    requests and server CPU over the same seconds."""
+    meters = {"on": CpuMeter(on.server.pgid), "off": CpuMeter(off.server.pgid)}
+    loads = {
+        side: subprocess.Popen(
+            wrk_argv(
+                f"http://{HOST}:{c.server.port}{c.path}", ctx.lua[c.lua], CONNECTIONS, seconds
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for side, c in (("on", on), ("off", off))
+    }
+    outputs = {side: load.communicate(timeout=seconds + 120)[0] for side, load in loads.items()}
+    cpu = {side: meter.stop() for side, meter in meters.items()}
+    result: dict[str, Any] = {}
+    for side, c in (("on", on), ("off", off)):
+        run = parse_wrk(outputs[side])
+        run["cpu"] = cpu[side]
+        result[f"{side}_requests"] = run["requests"]
+        result[f"{side}_cpu_s"] = round(cpu[side]["server_cpu_pct"] / 100 * cpu[side]["wall_s"], 2)
+        result[f"{side}_cpu_us"] = cpu_us_per_request(run)
+        result[f"{side}_errors"] = run["socket_errors"] + run["status"]
+    for c in (on, off):
+        wait_idle(c.server)
+    result["ratio"] = ratio(result["on_requests"], result["off_requests"])
+    result["cpu_ratio"] = ratio(result["off_cpu_us"], result["on_cpu_us"])
+    result["client_core_busy_pct"] = cpu["on"]["client_core_busy_pct"]
+    return result
+
+
+def measure_kept(ctx: Context, contenders: dict[str, Contender]) -> dict[str, Any]:
+    """Metrics and prediction log on against off, head to head: both servers share CPU 0 and are
+    loaded at the same time, ``kept_runs`` times.
+
+    Why: measured one after the other, even seconds apart, the ratio of two runs swung between
+    0.45 and 1.15 on this VM (the machine's speed changes from second to second). Loaded at
+    once, both servers see the same machine at every instant. Each runs in its own session (so
+    its own scheduler autogroup, which the kernel gives an equal share of the core), its threads
+    and the log writer included; the figure is requests per second of server CPU, on over off,
+    which stays right even if the share is not equal. Sharing the core switches between the two
+    servers every few milliseconds, which costs both the same cache refills.
     """
     p = ctx.profile
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"autogroup": autogroup_enabled()}
     for which in ("champion", HIST_GB):
         on, off = contenders.get(f"service-{which}"), contenders.get(f"service-{which}-off")
         if on is None or off is None:
             continue
-        pairs: list[dict[str, Any]] = []
-        for index in range(p.kept_pairs):
-            print(f"  kept [{which}] pair {index + 1}/{p.kept_pairs}", flush=True)
-            runs: dict[str, dict[str, Any]] = {}
-            for side, c in (
-                (("on", on), ("off", off)) if index % 2 == 0 else (("off", off), ("on", on))
-            ):
-                runs[side] = run_wrk(
-                    c.server, c.path, ctx.lua[c.lua], CONNECTIONS, p.kept_s, ctx.log_dir,
-                    f"kept-pair{index + 1}",
-                )  # fmt: skip
-            pair: dict[str, Any] = {"first": "on" if index % 2 == 0 else "off"}
-            for side, result in runs.items():
-                pair[f"{side}_rps"] = result["rps"]
-                pair[f"{side}_cpu_us"] = cpu_us_per_request(result)
-                pair[f"{side}_errors"] = result["socket_errors"] + result["status"]
-            pair["ratio"] = ratio(pair["on_rps"], pair["off_rps"])
-            pair["cpu_ratio"] = ratio(pair["off_cpu_us"], pair["on_cpu_us"])
-            pairs.append(pair)
-        ratios = [x["ratio"] for x in pairs if x["ratio"] is not None]
-        cpu_ratios = [x["cpu_ratio"] for x in pairs if x["cpu_ratio"] is not None]
+        runs = []
+        for index in range(p.kept_runs):
+            print(f"  kept [{which}] head-to-head run {index + 1}/{p.kept_runs}", flush=True)
+            runs.append(head_to_head(ctx, on, off, p.kept_s))
+        cpu_ratios = [r["cpu_ratio"] for r in runs if r["cpu_ratio"] is not None]
+        ratios = [r["ratio"] for r in runs if r["ratio"] is not None]
         results[which] = {
-            "pairs": pairs,
-            "median": statistics.median(ratios) if ratios else None,
-            "quartiles": statistics.quantiles(ratios, n=4) if len(ratios) > 1 else None,
-            "cpu_median": statistics.median(cpu_ratios) if cpu_ratios else None,
-            "on_cpu_us": statistics.median(x["on_cpu_us"] for x in pairs if x["on_cpu_us"]),
-            "off_cpu_us": statistics.median(x["off_cpu_us"] for x in pairs if x["off_cpu_us"]),
+            "runs": runs,
+            "median": statistics.median(cpu_ratios) if cpu_ratios else None,
+            "min": min(cpu_ratios, default=None),
+            "max": max(cpu_ratios, default=None),
+            "requests_median": statistics.median(ratios) if ratios else None,
+            "on_cpu_us": statistics.median(r["on_cpu_us"] for r in runs if r["on_cpu_us"]),
+            "off_cpu_us": statistics.median(r["off_cpu_us"] for r in runs if r["off_cpu_us"]),
         }
     return results
 
@@ -1028,7 +1060,7 @@ def run_all(ctx: Context, prepared: Prepared, results: dict[str, Any]) -> None:
         for name, value in measure_throughput(ctx, contenders).items():
             out[name]["throughput"] = value
         print(
-            f"kept throughput: {ctx.profile.kept_pairs} back-to-back pairs, metrics+log on/off",
+            f"kept throughput: {ctx.profile.kept_runs} head-to-head runs, metrics+log on/off",
             flush=True,
         )
         results["kept"] = measure_kept(ctx, contenders)
@@ -1149,20 +1181,16 @@ def target_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         if value is not None:
             add(f"  req/s vs bare ASGI on asyncio [{which}]", value, "info", None, note)
         kept = results.get("kept", {}).get(which)
-        if kept and kept["median"] is not None:
+        if kept and kept.get("median") is not None:
             value = kept["median"]
-            q = kept["quartiles"]
-            note = f"{len(kept['pairs'])} pairs" + (
-                f", quartiles {q[0]:.3g}-{q[2]:.3g}" if q else ""
+            note = (
+                f"{len(kept['runs'])} head-to-head runs, {kept['min']:.3g}-{kept['max']:.3g}; "
+                f"server CPU per request {kept['on_cpu_us']:.1f} us on, "
+                f"{kept['off_cpu_us']:.1f} us off; requests {kept['requests_median']:.3g}"
             )
-            if kept["cpu_median"] is not None:
-                note += (
-                    f"; by server CPU per request {kept['cpu_median']:.3g} "
-                    f"({kept['on_cpu_us']:.1f} us on, {kept['off_cpu_us']:.1f} us off)"
-                )
             rounds_value, _ = paired(service, f"{service}-off")
             if rounds_value is not None:
-                note += f"; throughput rounds {rounds_value:.3g}"
+                note += f"; one after the other (throughput rounds) {rounds_value:.3g}"
         else:  # an older results file: the throughput rounds' pairs
             value, note = paired(service, f"{service}-off")
         ok = None if value is None else value >= 0.85
@@ -1288,26 +1316,30 @@ def print_report(results: dict[str, Any]) -> None:
         " Little's law 64/(req/s), 1.00 = consistent; -off: metrics and prediction log disabled)"
     )
 
-    for which, kept in results.get("kept", {}).items():
+    kept_results = results.get("kept", {})
+    for which in ("champion", HIST_GB):
+        kept = kept_results.get(which)
+        if not kept:
+            continue
         print(
-            f"\n== kept throughput [{which}]: {len(kept['pairs'])} back-to-back pairs of "
-            f"{profile['kept_s']} s (metrics+log on / off), alternating which runs first"
+            f"\n== kept throughput [{which}]: metrics+log on and off loaded at once on CPU 0, "
+            f"{len(kept['runs'])} runs of {profile['kept_s']} s (scheduler autogroups: "
+            f"{kept_results.get('autogroup')})"
         )
         print(
-            f"{'pair':>5}{'first':>7}{'on req/s':>10}{'off req/s':>11}{'on/off':>8}"
-            f"{'on us/req':>11}{'off us/req':>12}{'off/on CPU':>12}{'errors':>8}"
+            f"{'run':>4}{'on req':>9}{'off req':>9}{'on/off':>8}{'on CPU s':>10}{'off CPU s':>11}"
+            f"{'on us/req':>11}{'off us/req':>12}{'per CPU':>9}{'client%':>9}{'errors':>8}"
         )
-        for index, x in enumerate(kept["pairs"], 1):
+        for index, x in enumerate(kept["runs"], 1):
             print(
-                f"{index:>5}{x['first']:>7}{x['on_rps']:>10.0f}{x['off_rps']:>11.0f}"
-                f"{fmt(x['ratio'], 3):>8}{fmt(x['on_cpu_us'], 1):>11}{fmt(x['off_cpu_us'], 1):>12}"
-                f"{fmt(x['cpu_ratio'], 3):>12}{x['on_errors'] + x['off_errors']:>8}"
+                f"{index:>4}{x['on_requests']:>9}{x['off_requests']:>9}{fmt(x['ratio'], 3):>8}"
+                f"{x['on_cpu_s']:>10.2f}{x['off_cpu_s']:>11.2f}{fmt(x['on_cpu_us'], 1):>11}"
+                f"{fmt(x['off_cpu_us'], 1):>12}{fmt(x['cpu_ratio'], 3):>9}"
+                f"{x['client_core_busy_pct']:>9.0f}{x['on_errors'] + x['off_errors']:>8}"
             )
-        q = kept["quartiles"]
         print(
-            f"median on/off {fmt(kept['median'], 3)}"
-            + (f" (quartiles {q[0]:.3f}-{q[2]:.3f})" if q else "")
-            + f"; median off/on server CPU per request {fmt(kept['cpu_median'], 3)}"
+            f"median requests per server CPU second, on/off: {fmt(kept['median'], 3)} "
+            f"(runs {fmt(kept['min'], 3)}-{fmt(kept['max'], 3)})"
         )
 
     print("\n== latency (ms)")
