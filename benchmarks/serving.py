@@ -844,14 +844,6 @@ def interleaved_rounds(
     return rounds
 
 
-def cpu_us_per_request(result: dict[str, Any]) -> float | None:
-    """Server CPU (the whole process group: event loop, threads, log writer) per request."""
-    cpu = result["cpu"]
-    if not result["requests"]:
-        return None
-    return round(cpu["server_cpu_pct"] / 100 * cpu["wall_s"] / result["requests"] * 1e6, 2)
-
-
 def autogroup_enabled() -> bool | None:
     try:
         return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
@@ -879,10 +871,13 @@ def head_to_head(ctx: Context, on: Contender, off: Contender, seconds: int) -> d
     result: dict[str, Any] = {}
     for side, c in (("on", on), ("off", off)):
         run = parse_wrk(outputs[side])
-        run["cpu"] = cpu[side]
+        # The server's whole process group: event loop, threads and log writer.
+        cpu_s = cpu[side]["server_cpu_pct"] / 100 * cpu[side]["wall_s"]
         result[f"{side}_requests"] = run["requests"]
-        result[f"{side}_cpu_s"] = round(cpu[side]["server_cpu_pct"] / 100 * cpu[side]["wall_s"], 2)
-        result[f"{side}_cpu_us"] = cpu_us_per_request(run)
+        result[f"{side}_cpu_s"] = round(cpu_s, 2)
+        result[f"{side}_cpu_us"] = (
+            round(cpu_s / run["requests"] * 1e6, 2) if run["requests"] else None
+        )
         result[f"{side}_errors"] = run["socket_errors"] + run["status"]
     for c in (on, off):
         wait_idle(c.server)
@@ -1186,7 +1181,8 @@ def target_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             note = (
                 f"{len(kept['runs'])} head-to-head runs, {kept['min']:.3g}-{kept['max']:.3g}; "
                 f"server CPU per request {kept['on_cpu_us']:.1f} us on, "
-                f"{kept['off_cpu_us']:.1f} us off; requests {kept['requests_median']:.3g}"
+                f"{kept['off_cpu_us']:.1f} us off; requests {kept['requests_median']:.3g}; "
+                f"errors {sum(r['on_errors'] + r['off_errors'] for r in kept['runs'])}"
             )
             rounds_value, _ = paired(service, f"{service}-off")
             if rounds_value is not None:
