@@ -191,5 +191,7 @@ def create_app(settings: Settings | None = None) -> FastPredict:
 
     routes = {str(getattr(route, "path")) for route in api.routes if hasattr(route, "path")}
     rest: ASGIApp = HttpMetrics(api, routes) if settings.metrics_enabled else api
-    app = FastPredict(rest, runtime.predict, settings.max_body_bytes, runtime.samples)
+    app = FastPredict(
+        rest, runtime.predict, runtime.predict_in_worker, settings.max_body_bytes, runtime.samples
+    )
     return app

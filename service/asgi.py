@@ -61,17 +61,23 @@ TOO_LARGE = b'{"detail":[{"loc":["body"],"msg":"request body too large","type":"
 
 
 class FastPredict:
-    """``POST /predict`` in front of ``app``; ``samples`` None means metrics are off."""
+    """``POST /predict`` in front of ``app``; ``samples`` None means metrics are off.
+
+    ``handler`` answers on the event loop's thread, ``worker_handler`` in a worker thread (large
+    bodies); the timings go to ``samples`` on the loop's thread, which owns them.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
         handler: PredictHandler,
+        worker_handler: PredictHandler,
         max_body_bytes: int,
         samples: HotPathSamples | None,
     ) -> None:
         self.app = app
         self.handler = handler
+        self.worker_handler = worker_handler
         self.max_body_bytes = max_body_bytes
         self.samples = samples
 
@@ -89,7 +95,7 @@ class FastPredict:
         else:
             try:
                 if len(body) > INLINE_BODY_BYTES:
-                    status, payload = await asyncio.to_thread(self.handler, body)
+                    status, payload = await asyncio.to_thread(self.worker_handler, body)
                 else:
                     status, payload = self.handler(body)
             except Exception:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-import threading
+from array import array
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -166,33 +166,40 @@ def observe_many(child: Any, values: npt.NDArray[Any]) -> None:
     child._sum.inc(float(np.sum(values)))
 
 
+HttpTimings = dict[int, "array[float]"]  # status code -> request seconds
+
+
 class HotPathSamples:
     """What ``POST /predict`` observed, folded into the metrics in bulk instead of per request.
 
     Why not prometheus-client directly: measured with wrk on one core, its six calls per
     prediction (each a method with a lock; a histogram's a Python loop over its buckets) cost
     ~9 us of a ~42 us request. HTTP timings are appended to a list per status code
-    (:meth:`http`); the model's side arrives once a second as the call buffer's columns
-    (:meth:`fold`). :meth:`flush` runs on the housekeeping thread every second and before each
+    (:meth:`http`, on the event loop's thread, which also takes them: no lock, see
+    ``service.loop_owner``); the model's side arrives once a second as the call buffer's columns
+    (:meth:`fold`). Both are folded on the housekeeping thread every second and before each
     ``/metrics`` answer, so a scrape of a single worker is exact; with several workers, another
-    worker's last second arrives with its next flush.
+    worker's last second arrives with its next fold.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._http: dict[int, list[float]] = {}  # status code -> request seconds
+        # An array keeps the seconds as C doubles: no float object outlives its request.
+        self._http: HttpTimings = {}
 
     def http(self, status: int, seconds: float) -> None:
-        with self._lock:
-            samples = self._http.get(status)
-            if samples is None:
-                samples = self._http[status] = []
-            samples.append(seconds)
+        samples = self._http.get(status)
+        if samples is None:
+            samples = self._http[status] = array("d")
+        samples.append(seconds)
 
-    def flush(self) -> None:
-        """Fold the HTTP timings recorded so far into the metrics."""
-        with self._lock:
-            http, self._http = self._http, {}
+    def take_http(self) -> HttpTimings:
+        """The HTTP timings recorded since the last take (on the thread that records them)."""
+        http, self._http = self._http, {}
+        return http
+
+    @staticmethod
+    def fold_http(http: HttpTimings) -> None:
+        """Count and time taken HTTP timings (on any thread)."""
         for status, durations in http.items():
             http_requests.labels("POST", "/predict", f"{status // 100}xx").inc(len(durations))
             observe_many(http_duration.labels("POST", "/predict"), np.asarray(durations))

@@ -1,12 +1,13 @@
 """What one worker process holds while serving: the model store, the log, the drift window.
 
-``predict`` is the hot path (bytes in, bytes out): decode and validate, one model call, metrics,
-hand the rows to the log queue and the drift window, encode. No pandas, no I/O, no locks held
-across the model call.
+``predict`` is the hot path (bytes in, bytes out): decode and validate, one model call, leave the
+rows in the call buffer (for the metrics, the drift window and the log), encode. No pandas, no
+I/O, no lock: the buffers it writes belong to the event loop's thread (``service.loop_owner``).
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import logging
@@ -14,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,9 +25,10 @@ import orjson
 from mloop.bundle import Bundle
 from mloop.metrics import classification_metrics, regression_metrics
 from service import metrics
-from service.call_buffer import CallBuffer
+from service.call_buffer import CallBuffer, Columns
 from service.codec import RecordCodec, RequestError
 from service.drift import RecentWindow
+from service.loop_owner import LoopOwner
 from service.model_store import LoadedModel, ModelStore
 from service.settings import Settings
 
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mloop.service")
 GIL_SWITCH_INTERVAL_S = 0.0005
+# How long a thread waits for the event loop to hand over the buffers. Under load the loop gets
+# to it within milliseconds; past this (a stalled or stopping loop) the rows stay for next time.
+HANDOVER_TIMEOUT_S = 1.0
 NO_MODEL = orjson.dumps(
     {"detail": [{"loc": [], "msg": "no model loaded yet", "type": "not_ready"}]}
 )
@@ -53,17 +59,6 @@ class Runtime:
         self.window: RecentWindow | None = None
         self.prediction_log: PredictionLog | None = None
         self.samples = metrics.HotPathSamples() if settings.metrics_enabled else None
-        # What successful calls leave for the model metrics, the drift window and the log.
-        self.calls = (
-            CallBuffer(settings.prediction_log_queue_rows)
-            if settings.metrics_enabled or settings.prediction_log_enabled
-            else None
-        )
-        self._drain_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._housekeeper: threading.Thread | None = None
-        self._log_synced = (0, 0)
-        self._quality_lock = threading.Lock()
         # Prediction ids: 64 random bits per process, then a counter (a uuid4 per request costs a
         # syscall); unique across workers and restarts. The counter is zero-padded, so one
         # process's ids sort in the order they were made and the log's primary key grows at its end.
@@ -72,6 +67,19 @@ class Runtime:
         # A batch's ids are its request id plus "-<row>": the suffixes are built once, since
         # formatting 10,000 integers per request costs ~0.8 ms against ~0.3 ms for concatenation.
         self._row_suffixes = [f"-{row}" for row in range(settings.max_batch_rows)]
+        # What successful calls leave for the model metrics, the drift window and the log.
+        self.calls = (
+            CallBuffer(settings.prediction_log_queue_rows, self._id_prefix)
+            if settings.metrics_enabled or settings.prediction_log_enabled
+            else None
+        )
+        # The thread that writes the call buffer and the HTTP timings, and alone takes them.
+        self.owner = LoopOwner()
+        self._drain_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        self._log_synced = (0, 0)
+        self._quality_lock = threading.Lock()
 
     # ------------------------------------------------------------------ model lifecycle
     def _codec_for(self, bundle: Bundle) -> RecordCodec:
@@ -103,7 +111,8 @@ class Runtime:
         metrics.model_reloads.labels("failure").inc()
 
     # ------------------------------------------------------------------ hot path
-    def predict(self, body: bytes) -> tuple[int, bytes]:
+    def predict(self, body: bytes, in_worker: bool = False) -> tuple[int, bytes]:
+        """Answer one ``/predict`` body; on the event loop's thread unless ``in_worker``."""
         model = self.store.current
         if model is None:
             return 503, NO_MODEL
@@ -128,18 +137,25 @@ class Runtime:
         model_seconds = time.perf_counter() - started
 
         version = model.version
-        rows = len(outputs)
-        base = f"{self._id_prefix}{next(self._request_counter):012x}"
-        ids = [base] if batch.single else [base + suffix for suffix in self._row_suffixes[:rows]]
+        number = next(self._request_counter)
+        base = f"{self._id_prefix}{number:012x}"  # call_buffer.request_id, inlined
+        single = batch.single
         if self.calls is not None:
-            self.calls.add(
-                version, ids, features, model.codec.features, outputs, model_seconds, time.time()
-            )
-        if batch.single:
+            add: Callable[..., None] = self.calls.add
+            if in_worker:  # only the loop's thread writes the buffer: hand the rows over
+                add = functools.partial(self.owner.call_soon, add)
+            names = model.codec.features
+            add(version, number, single, features, names, outputs, model_seconds, time.time())
+        if single:
             payload = {"id": base, "prediction": outputs[0].item(), "model_version": version}
         else:
+            ids = [base + suffix for suffix in self._row_suffixes[: len(outputs)]]
             payload = {"model_version": version, "ids": ids, "predictions": outputs}
         return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def predict_in_worker(self, body: bytes) -> tuple[int, bytes]:
+        """``predict`` in a worker thread (a large batch, so it does not hold the event loop)."""
+        return self.predict(body, in_worker=True)
 
     @staticmethod
     def _count_out_of_range(model: LoadedModel, counts: npt.NDArray[np.int64]) -> None:
@@ -180,6 +196,8 @@ class Runtime:
 
     # ------------------------------------------------------------------ background work
     def start(self) -> None:
+        """Start the background work; called on the event loop that serves the requests."""
+        self.owner.bind()
         # Background threads (log shipper, housekeeping, bundle watcher) hold the GIL for at most
         # this long while a request waits for it; CPython's default of 5 ms alone would exceed
         # the 2 ms p99 budget of an unloaded request.
@@ -224,7 +242,7 @@ class Runtime:
         if self.calls is None:
             return
         with self._drain_lock:
-            segments = self.calls.take()
+            segments: list[Columns] = self.owner.run(self.calls.take, HANDOVER_TIMEOUT_S, [])
             model = self.store.current
             for segment in segments:
                 if self.samples is not None and model is not None:
@@ -240,7 +258,10 @@ class Runtime:
         """Bring every sample into the Prometheus metrics (before every exposition)."""
         self.drain()
         if self.samples is not None:
-            self.samples.flush()
+            http: metrics.HttpTimings = self.owner.run(
+                self.samples.take_http, HANDOVER_TIMEOUT_S, {}
+            )
+            self.samples.fold_http(http)
 
     def housekeeping_tick(self, refresh_quality: bool = False) -> None:
         self.flush_metrics()
@@ -266,6 +287,7 @@ class Runtime:
                 self.update_quality()
 
     def stop(self) -> None:
+        """Stop the background work; on the event loop's thread, after the last request."""
         self._stop.set()
         self.store.stop()
         if self._housekeeper is not None:

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.call_buffer import INITIAL_ROWS, CallBuffer
+from service.call_buffer import INITIAL_ROWS, CallBuffer, request_id
+
+PREFIX = "cafe-"
 
 
 def add(buffer: CallBuffer, version: str, first: int, rows: int, names: list[str]) -> None:
-    ids = [f"id{first + i}" for i in range(rows)]
+    """Request number ``first``: one record if ``rows`` is 1, else a list of ``rows`` records."""
     features = np.arange(first, first + rows, dtype=float)[:, None].repeat(len(names), axis=1)
     outputs = np.arange(first, first + rows, dtype=float) / 2
-    buffer.add(version, ids, features, names, outputs, 0.001 * rows, 100.0 + first)
+    buffer.add(version, first, rows == 1, features, names, outputs, 0.001 * rows, 100.0 + first)
+
+
+def answered_ids(first: int, rows: int) -> list[str]:
+    """The ids ``/predict`` answers request ``first`` with."""
+    base = request_id(PREFIX, first)
+    return [base] if rows == 1 else [f"{base}-{row}" for row in range(rows)]
 
 
 def test_calls_come_out_once_in_order_as_columns() -> None:
-    buffer = CallBuffer(max_rows=10 * INITIAL_ROWS)
+    buffer = CallBuffer(max_rows=10 * INITIAL_ROWS, id_prefix=PREFIX)
     names = ["x", "y"]
     sizes = [1, 3, 1, INITIAL_ROWS + 5, 1]  # one batch larger than a fresh buffer
-    first = 0
-    for index, rows in enumerate(sizes):
+    starts = [sum(sizes[:index]) for index in range(len(sizes))]  # also the request numbers
+    for index, (first, rows) in enumerate(zip(starts, sizes)):
         add(buffer, "2" if index < 3 else "3", first, rows, names)
-        first += rows
     (segment,) = buffer.take()
     assert buffer.take() == [], "a second take finds nothing"
     total = sum(sizes)
@@ -29,19 +36,30 @@ def test_calls_come_out_once_in_order_as_columns() -> None:
     np.testing.assert_array_equal(segment.features[:total, 0], np.arange(total))
     np.testing.assert_array_equal(segment.outputs[:total], np.arange(total) / 2)
     assert list(segment.counts) == sizes
-    assert segment.ids == [f"id{i}" for i in range(total)]
+    expected_ids = [i for first, rows in zip(starts, sizes) for i in answered_ids(first, rows)]
+    assert segment.row_ids() == expected_ids
     assert (segment.versions, segment.version_calls) == (["2", "3"], [3, 2])
     np.testing.assert_allclose(segment.model_seconds, [0.001 * rows for rows in sizes])
     packed = segment.packed()
-    assert packed.rows == total and packed.ids() == segment.ids
+    assert packed.rows == total and packed.ids() == expected_ids
     assert packed.call_versions() == ["2", "2", "2", "3", "3"]
 
 
+def test_a_list_of_one_record_keeps_its_row_suffix() -> None:
+    buffer = CallBuffer(max_rows=100, id_prefix=PREFIX)
+    row, output = np.zeros((1, 1)), np.zeros(1)
+    buffer.add("1", 10, True, row, ["x"], output, 0.0, 1.0)
+    buffer.add("1", 11, False, row, ["x"], output, 0.0, 1.0)  # [{...}]: a batch of one
+    buffer.add("1", 12, True, row, ["x"], output, 0.0, 1.0)
+    (segment,) = buffer.take()
+    assert segment.row_ids() == ["cafe-00000000000a", "cafe-00000000000b-0", "cafe-00000000000c"]
+
+
 def test_other_feature_names_or_output_types_start_a_new_segment() -> None:
-    buffer = CallBuffer(max_rows=100)
+    buffer = CallBuffer(max_rows=100, id_prefix=PREFIX)
     add(buffer, "1", 0, 2, ["x"])
     add(buffer, "1", 2, 1, ["z"])
-    buffer.add("1", ["label"], np.zeros((1, 1)), ["z"], np.array(["yes"]), 0.0, 1.0)
+    buffer.add("1", 3, True, np.zeros((1, 1)), ["z"], np.array(["yes"]), 0.0, 1.0)
     segments = buffer.take()
     assert [(s.names, s.rows, s.outputs.dtype.kind) for s in segments] == [
         (["x"], 2, "f"), (["z"], 1, "f"), (["z"], 1, "U"),
@@ -49,7 +67,7 @@ def test_other_feature_names_or_output_types_start_a_new_segment() -> None:
 
 
 def test_a_full_buffer_drops_and_counts_until_taken() -> None:
-    buffer = CallBuffer(max_rows=4)
+    buffer = CallBuffer(max_rows=4, id_prefix=PREFIX)
     add(buffer, "1", 0, 3, ["x"])
     add(buffer, "1", 3, 2, ["x"])  # accepted: 3 < 4 (one call may overshoot by its own size)
     add(buffer, "1", 5, 2, ["x"])  # dropped: 5 >= 4

@@ -47,12 +47,11 @@ def one_observe_each(buckets: Iterable[float], values: Iterable[float]) -> Any:
 
 def buffered(calls: list[tuple[str, float, list[Any]]]) -> list[Columns]:
     """Calls (version, model seconds, outputs) through a real CallBuffer, as the service takes them."""
-    buffer = CallBuffer(max_rows=1000)
+    buffer = CallBuffer(max_rows=1000, id_prefix="test-")
     for index, (version, seconds, outputs) in enumerate(calls):
         rows = len(outputs)
-        ids = [f"{index}-{row}" for row in range(rows)]
         features = np.full((rows, 2), float(index))
-        buffer.add(version, ids, features, ["a", "b"], np.asarray(outputs), seconds, 1.0)
+        buffer.add(version, index, False, features, ["a", "b"], np.asarray(outputs), seconds, 1.0)
     return buffer.take()
 
 
@@ -80,7 +79,7 @@ def test_flush_and_fold_give_what_single_observes_give() -> None:
     segments = buffered(calls)
     assert len(segments) == 1
 
-    samples.flush()
+    samples.fold_http(samples.take_http())
     for segment in segments:
         samples.fold(segment, "regression")
 
@@ -117,13 +116,13 @@ def test_fold_counts_predicted_classes() -> None:
     assert counts == {"no": {("_total", ""): 2}, "yes": {("_total", ""): 3}}
 
 
-def test_a_flush_takes_each_http_sample_once() -> None:
+def test_a_take_takes_each_http_sample_once() -> None:
     samples = HotPathSamples()
     route = {"method": "POST", "route": "/predict", "status": "3xx"}  # a class no other test uses
     samples.http(304, 0.001)
-    samples.flush()
-    samples.flush()
+    samples.fold_http(samples.take_http())
+    samples.fold_http(samples.take_http())
     assert read(REGISTRY, "mloop_http_requests", **route) == {("_total", ""): 1}
     samples.http(301, 0.001)
-    samples.flush()
+    samples.fold_http(samples.take_http())
     assert read(REGISTRY, "mloop_http_requests", **route) == {("_total", ""): 2}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.asgi import INLINE_BODY_BYTES
 from tests.service.service_fixtures import (
     Server,
     diabetes_rows,
@@ -91,6 +93,28 @@ def test_exposition_passes_promtool(fresh: Server) -> None:
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_batch_predicted_in_a_worker_thread_reaches_metrics_and_log(tmp_path: Path) -> None:
+    """A body this large is answered off the event loop; its rows still reach every consumer."""
+    X, _, features = diabetes_rows()
+    rows = [dict(zip(features, map(float, row))) for row in X]
+    assert len(json.dumps(rows)) > INLINE_BODY_BYTES
+    bundle = make_bundle(tmp_path / "champion", version="9")
+    server = start_server(tmp_path, bundle, MLOOP_MAX_BATCH_ROWS=str(len(rows)))
+    try:
+        with server.client() as client:
+            answer = client.post("/predict", json=rows).json()
+            text = client.get("/metrics").text
+            labels = [{"id": answer["ids"][-1], "actual": 100.0}]
+            feedback = client.post("/feedback", json={"items": labels}).json()
+    finally:
+        stop_server(server)
+    assert value(text, "mloop_predictions_total", model_version="9") == len(rows)
+    assert value(text, "mloop_prediction_batch_rows_count") == 1
+    ok = {"method": "POST", "route": "/predict", "status": "2xx"}
+    assert value(text, "mloop_http_requests_total", **ok) == 1
+    assert feedback == {"accepted": 1, "unknown_ids": []}, "the batch's rows are in the log"
 
 
 def drift_after(
