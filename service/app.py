@@ -160,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastPredict:
     @api.get("/metrics", tags=["ops"], include_in_schema=True)
     def prometheus_metrics() -> Response:
         """Prometheus text exposition (aggregated across workers in multiprocess mode)."""
-        runtime.flush_metrics()
+        runtime.drain()
         payload, content_type = metrics.exposition()
         return Response(payload, media_type=content_type)
 

@@ -233,16 +233,25 @@ class Runtime:
             except Exception:  # noqa: BLE001 - the gauges may lag, the service must not stop
                 log.exception("housekeeping failed")
 
-    def drain(self) -> None:
-        """Hand the buffered calls to the model metrics, the drift window and the prediction log.
+    def _take(self) -> tuple[list[Columns], metrics.HttpTimings]:
+        """What the requests left since the last take; on the event loop's thread, which owns it."""
+        assert self.calls is not None
+        segments = self.calls.take()
+        http = self.samples.take_http() if self.samples is not None else {}
+        return segments, http
 
-        Serialised: a feedback request drains before it flushes the log, and must not overtake a
+    def drain(self) -> None:
+        """Hand what the requests left to the metrics, the drift window and the prediction log.
+
+        Before every exposition, every second, and before feedback is logged (a label may follow
+        its prediction within the second). Serialised: a feedback request must not overtake a
         drain in progress whose rows it may be about to label.
         """
-        if self.calls is None:
+        if self.calls is None:  # metrics and log off: nothing is recorded
             return
         with self._drain_lock:
-            segments: list[Columns] = self.owner.run(self.calls.take, HANDOVER_TIMEOUT_S, [])
+            nothing: tuple[list[Columns], metrics.HttpTimings] = ([], {})  # if the loop stalls
+            segments, http = self.owner.run(self._take, HANDOVER_TIMEOUT_S, nothing)
             model = self.store.current
             for segment in segments:
                 if self.samples is not None and model is not None:
@@ -253,18 +262,11 @@ class Runtime:
                     self.window.add(segment.features[first : segment.rows].copy())
                 if self.prediction_log is not None:
                     self.prediction_log.enqueue(segment)
-
-    def flush_metrics(self) -> None:
-        """Bring every sample into the Prometheus metrics (before every exposition)."""
-        self.drain()
-        if self.samples is not None:
-            http: metrics.HttpTimings = self.owner.run(
-                self.samples.take_http, HANDOVER_TIMEOUT_S, {}
-            )
-            self.samples.fold_http(http)
+            if self.samples is not None:
+                self.samples.fold_http(http)
 
     def housekeeping_tick(self, refresh_quality: bool = False) -> None:
-        self.flush_metrics()
+        self.drain()
         for pid in metrics.forget_dead_workers():
             log.warning("worker %d is gone: its gauges are dropped from /metrics", pid)
         model = self.store.current
