@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from service.log_writer import Packed
 
-INITIAL_ROWS = 1024  # rows a new column buffer holds; it doubles when a second needs more
+FLOAT64 = np.dtype(np.float64)
 
 
 def request_id(id_prefix: str, number: int) -> str:
@@ -31,6 +31,14 @@ def request_id(id_prefix: str, number: int) -> str:
 
 class Columns:
     """Calls that share feature names, output dtype and id scheme, column by column.
+
+    The rows are kept as raw bytes: a ``bytearray.extend`` from the request's array is one
+    memcpy, ~0.4 us per call for the whole add against ~0.9 us with numpy item assignment into
+    preallocated arrays (measured, one 11-feature row). ``features`` and ``outputs`` read them
+    back as arrays, without copying, once the segment is complete (taken); while such a view is
+    alive the segment cannot grow (``BufferError``), which is what a taken segment wants.
+    Outputs of an object dtype (class labels as Python objects) are kept as arrays instead: raw
+    bytes would hold their references uncounted.
 
     Ids come one of two ways. The service's calls are numbered (``id_prefix`` set): a call keeps
     only its request number, and the id strings are made when the segment is packed, on the
@@ -42,19 +50,16 @@ class Columns:
     """
 
     def __init__(
-        self,
-        names: list[str],
-        width: int,
-        dtype: np.dtype[Any],
-        capacity: int,
-        id_prefix: str | None = None,
+        self, names: list[str], width: int, dtype: np.dtype[Any], id_prefix: str | None = None
     ) -> None:
-        capacity = max(INITIAL_ROWS, capacity)
         self.names = names
+        self.width = width
+        self.dtype = dtype
         self.id_prefix = id_prefix
-        self.features = np.empty((capacity, width), dtype=np.float64)
-        self.outputs = np.empty(capacity, dtype=dtype)
         self.rows = 0
+        self._feature_bytes = bytearray()  # float64, C order, ``width`` per row
+        self._output_bytes: bytearray | None = None if dtype.hasobject else bytearray()
+        self._output_parts: list[npt.NDArray[Any]] = []  # object outputs, per call
         # array.array appends as cheaply as a list and becomes a numpy array without a Python loop.
         self.counts = array("q")
         self.created_at = array("d")
@@ -74,16 +79,31 @@ class Columns:
         outputs: npt.NDArray[Any],
         id_prefix: str | None = None,
     ) -> Columns:
-        return cls(names, features.shape[1], outputs.dtype, len(features), id_prefix)
+        return cls(names, features.shape[1], outputs.dtype, id_prefix)
 
     def accepts(
         self, names: list[str], outputs: npt.NDArray[Any], id_prefix: str | None = None
     ) -> bool:
         return (
             (names is self.names or names == self.names)
-            and outputs.dtype == self.outputs.dtype
+            and outputs.dtype == self.dtype
             and id_prefix == self.id_prefix
         )
+
+    @property
+    def features(self) -> npt.NDArray[np.float64]:
+        """The rows' features, (rows, width): a view of the buffer, valid while it lives."""
+        flat = np.frombuffer(self._feature_bytes, dtype=FLOAT64)
+        return flat.reshape(self.rows, self.width)
+
+    @property
+    def outputs(self) -> npt.NDArray[Any]:
+        """The rows' outputs (a view, or for object outputs a new array)."""
+        if self._output_bytes is not None:
+            return np.frombuffer(self._output_bytes, dtype=self.dtype)
+        if not self._output_parts:
+            return np.empty(0, dtype=self.dtype)
+        return np.concatenate(self._output_parts)
 
     def add(
         self,
@@ -94,7 +114,12 @@ class Columns:
         created_at: float,
         model_seconds: float = 0.0,
     ) -> None:
-        """One call with its ids (a segment without ``id_prefix``; its request number is unused)."""
+        """One call with its ids (a segment without ``id_prefix``; its request number is unused).
+
+        Any array layout is accepted here; :meth:`add_request` takes the codec's arrays as they are.
+        """
+        features = np.ascontiguousarray(features, dtype=FLOAT64)
+        outputs = np.ascontiguousarray(outputs, dtype=self.dtype)
         self.add_request(version, 0, True, features, outputs, created_at, model_seconds)
         self.ids.extend(ids)
 
@@ -103,27 +128,27 @@ class Columns:
         version: str,
         number: int,
         single: bool,
-        features: npt.NDArray[Any],
+        features: npt.NDArray[np.float64],
         outputs: npt.NDArray[Any],
         created_at: float,
         model_seconds: float,
     ) -> None:
-        """One numbered request: one record (``single``) or a list of them."""
-        start = self.rows
-        end = start + len(outputs)
-        if end > len(self.features):
-            capacity = max(2 * len(self.features), end)
-            self.features = np.resize(self.features, (capacity, self.features.shape[1]))
-            self.outputs = np.resize(self.outputs, capacity)
-        if end == start + 1:  # one row (most calls): item assignment, ~2x cheaper than a slice
-            self.features[start] = features
-            self.outputs[start] = outputs[0]
+        """One numbered request: one record (``single``) or a list of them.
+
+        ``features`` must be float64, (rows, width), C-contiguous: what the codec decodes.
+        ``outputs`` has this segment's dtype (:meth:`accepts`); any layout.
+        """
+        self._feature_bytes.extend(features)
+        if self._output_bytes is None:
+            self._output_parts.append(outputs)
         else:
-            self.features[start:end] = features
-            self.outputs[start:end] = outputs
-        self.rows = end
+            try:
+                self._output_bytes.extend(outputs)
+            except TypeError:  # not contiguous (a strided view): no buffer to copy from
+                self._output_bytes.extend(np.ascontiguousarray(outputs))
+        self.rows += len(outputs)
         call = len(self.counts)
-        self.counts.append(end - start)
+        self.counts.append(len(outputs))
         self.created_at.append(created_at)
         self.model_seconds.append(model_seconds)
         self.numbers.append(number)
@@ -160,15 +185,15 @@ class Columns:
         return rows
 
     def packed(self) -> Packed:
-        """The prediction log's message: slices and one joined text, no per-row work."""
+        """The prediction log's message: views and one joined text, no per-row work."""
         ids = self.row_ids()
         return Packed(
             names=self.names,
             counts=np.array(self.counts, dtype=np.int64),
             id_text="".join(ids),
             id_lengths=np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)),
-            features=self.features[: self.rows],
-            outputs=self.outputs[: self.rows],
+            features=self.features,
+            outputs=self.outputs,
             created_at=np.array(self.created_at, dtype=np.float64),
             versions=self.versions,
             version_calls=np.array(self.version_calls, dtype=np.int64),
@@ -208,6 +233,7 @@ class CallBuffer:
         self.id_prefix = id_prefix
         self.dropped_rows = 0
         self._segments: list[Columns] = []
+        self._current: Columns | None = None  # the last of _segments
         self._rows = 0
 
     def add(
@@ -226,12 +252,20 @@ class CallBuffer:
             self.dropped_rows += rows
             return
         self._rows += rows
-        segments = self._segments
-        if not segments or not segments[-1].accepts(names, outputs, self.id_prefix):
-            segments.append(Columns.like(names, features, outputs, self.id_prefix))
-        segments[-1].add_request(
-            version, number, single, features, outputs, created_at, model_seconds
-        )
+        segment = self._current
+        # Identity first (the same codec's names, numpy's interned dtypes): ~0.1 us less per call.
+        if segment is None or names is not segment.names or outputs.dtype is not segment.dtype:
+            segment = self._segment_for(names, features, outputs)
+        segment.add_request(version, number, single, features, outputs, created_at, model_seconds)
+
+    def _segment_for(
+        self, names: list[str], features: npt.NDArray[Any], outputs: npt.NDArray[Any]
+    ) -> Columns:
+        segment = self._current
+        if segment is None or not segment.accepts(names, outputs, self.id_prefix):
+            segment = self._current = Columns.like(names, features, outputs, self.id_prefix)
+            self._segments.append(segment)
+        return segment
 
     @property
     def rows(self) -> int:
@@ -241,4 +275,5 @@ class CallBuffer:
     def take(self) -> list[Columns]:
         """Everything added so far, oldest first; the buffer starts empty again."""
         segments, self._segments, self._rows = self._segments, [], 0
+        self._current = None
         return segments

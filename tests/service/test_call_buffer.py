@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.call_buffer import INITIAL_ROWS, CallBuffer, request_id
+from service.call_buffer import CallBuffer, Columns, request_id
 
 PREFIX = "cafe-"
 
@@ -23,18 +23,18 @@ def answered_ids(first: int, rows: int) -> list[str]:
 
 
 def test_calls_come_out_once_in_order_as_columns() -> None:
-    buffer = CallBuffer(max_rows=10 * INITIAL_ROWS, id_prefix=PREFIX)
+    buffer = CallBuffer(max_rows=10_000, id_prefix=PREFIX)
     names = ["x", "y"]
-    sizes = [1, 3, 1, INITIAL_ROWS + 5, 1]  # one batch larger than a fresh buffer
+    sizes = [1, 3, 1, 1029, 1]
     starts = [sum(sizes[:index]) for index in range(len(sizes))]  # also the request numbers
     for index, (first, rows) in enumerate(zip(starts, sizes)):
         add(buffer, "2" if index < 3 else "3", first, rows, names)
     (segment,) = buffer.take()
     assert buffer.take() == [], "a second take finds nothing"
     total = sum(sizes)
-    assert segment.rows == total
-    np.testing.assert_array_equal(segment.features[:total, 0], np.arange(total))
-    np.testing.assert_array_equal(segment.outputs[:total], np.arange(total) / 2)
+    assert segment.rows == total and segment.features.shape == (total, 2)
+    np.testing.assert_array_equal(segment.features, np.arange(total)[:, None].repeat(2, axis=1))
+    np.testing.assert_array_equal(segment.outputs, np.arange(total) / 2)
     assert list(segment.counts) == sizes
     expected_ids = [i for first, rows in zip(starts, sizes) for i in answered_ids(first, rows)]
     assert segment.row_ids() == expected_ids
@@ -76,3 +76,24 @@ def test_a_full_buffer_drops_and_counts_until_taken() -> None:
     assert segment.rows == 5
     add(buffer, "1", 7, 1, ["x"])  # room again after the take
     assert buffer.dropped_rows == 2 and buffer.take()[0].rows == 1
+
+
+def test_outputs_of_any_layout_and_object_labels_come_back_as_sent() -> None:
+    buffer = CallBuffer(max_rows=100, id_prefix=PREFIX)
+    strided = np.arange(6.0)[::2]  # a view with no contiguous buffer
+    buffer.add("1", 1, False, np.zeros((3, 1)), ["x"], strided, 0.0, 1.0)
+    labels = np.array(["low", None], dtype=object)
+    buffer.add("1", 2, False, np.ones((2, 1)), ["x"], labels, 0.0, 1.0)
+    buffer.add("1", 3, True, np.ones((1, 1)), ["x"], np.array(["high"], dtype=object), 0.0, 1.0)
+    numbers, objects = buffer.take()
+    np.testing.assert_array_equal(numbers.outputs, [0.0, 2.0, 4.0])
+    assert objects.outputs.tolist() == ["low", None, "high"]
+    assert objects.features.tolist() == [[1.0], [1.0], [1.0]]
+
+
+def test_explicit_id_calls_accept_any_feature_layout_and_dtype() -> None:
+    columns = Columns(["a", "b"], 2, np.dtype(np.float64))
+    transposed = np.array([[1, 3], [2, 4]], dtype=np.int32).T  # not C-contiguous, not float
+    columns.add("1", ["p", "q"], transposed, np.array([0.5, 1.5], dtype=np.float32), 1.0)
+    assert columns.features.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert columns.outputs.tolist() == [0.5, 1.5] and columns.row_ids() == ["p", "q"]

@@ -22,7 +22,7 @@ from mloop.config import DatasetSchema
 from mloop.ingest import read_extra_rows
 from mloop.validate import check
 from service import prediction_log
-from service.prediction_log import PredictionLog, parse_time
+from service.prediction_log import SQLITE_PAGE_BYTES, PredictionLog, parse_time
 
 REPO = Path(__file__).resolve().parents[2]
 DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
@@ -224,9 +224,10 @@ def test_export_casts_integer_columns_per_schema(plog_log: PredictionLog, tmp_pa
     assert frame.values.tolist() == [[3, 70.5, 1], [1, 20.0, 0]]
 
 
-def test_sqlite_runs_in_wal_mode(plog_log: PredictionLog, plog_db: Path) -> None:
+def test_sqlite_runs_in_wal_mode_with_large_pages(plog_log: PredictionLog, plog_db: Path) -> None:
     with sqlite3.connect(plog_db) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_BYTES
         indexes = {row[1] for row in connection.execute("PRAGMA index_list(predictions)")}
     assert "ix_predictions_created_at" in indexes
     with plog_log.engine.connect() as connection:
