@@ -138,7 +138,7 @@ class Runtime:
 
         version = model.version
         number = next(self._request_counter)
-        base = f"{self._id_prefix}{number:012x}"  # call_buffer.request_id, inlined
+        base = f"{self._id_prefix}{number:012x}"  # prediction_ids.request_id, inlined
         single = batch.single
         if self.calls is not None:
             add: Callable[..., None] = self.calls.add
