@@ -44,9 +44,9 @@ logger = logging.getLogger("service.prediction_log")
 # BACKLOG_GRACE_S, or a flush is waiting, the service raises it to SCHED_OTHER at this niceness
 # (boost_writer; ~10% of a contended core, enough for ~15 us per row at the full single-core
 # request rate): rows are written rather than dropped. It goes back once its pipe is empty.
-# Raised, it would run in whole scheduler slices while the requests on its core wait (0.85 ms per
+# Raised, it would run in whole scheduler slices while the requests on its core wait (~0.85 ms per
 # run on average, measured at 64 connections), so it yields the core between inserts
-# (BatchWriter's pause, every ~0.4 ms of inserting): runs of 0.38 ms, and the p99/p50 ratio at
+# (BatchWriter's pause, every ~0.4 ms of inserting): runs of ~0.38 ms, and the p99/p50 ratio at
 # 64 connections went from 2.56 to 2.36 (median of 8 alternating runs of 8 s).
 WRITER_NICENESS = 10
 BACKLOG_GRACE_S = 1.0
@@ -275,7 +275,7 @@ def run_writer(url: str, connection: Connection, niceness: int = WRITER_NICENESS
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
     engine = create_log_engine(url)
-    writer = BatchWriter(engine, pause=os.sched_yield)
+    writer = BatchWriter(engine, pause=getattr(os, "sched_yield", None))  # not on Windows
     try:
         while True:
             try:
