@@ -20,9 +20,6 @@ import numpy as np
 import numpy.typing as npt
 
 from service.log_writer import Packed
-from service.prediction_ids import numbered_ids, request_id
-
-__all__ = ["CallBuffer", "Columns", "append_call", "request_id"]
 
 FLOAT64 = np.dtype(np.float64)
 
@@ -39,8 +36,8 @@ class Columns:
     bytes would hold their references uncounted.
 
     Ids come one of two ways. The service's calls are numbered (``id_prefix`` set): a call keeps
-    only its request number, and the id strings are made when the segment is packed, on the
-    housekeeping thread, so no per-request string outlives its request. Measured head to head
+    only its request number, and the log's writer process makes the id strings from the numbers
+    (:mod:`service.prediction_ids`), so no per-request string outlives its request. Measured head to head
     (10 runs of 5 s each way, both models): this numbering, together with the version runs kept
     by their start and the HTTP seconds in arrays, serves 1.1-1.4% more requests per CPU second
     than id lists. Calls given as id lists (``PredictionLog.record``) keep the list
@@ -163,12 +160,6 @@ class Columns:
         ends = [*self.version_starts[1:], len(self.counts)]
         return [end - start for start, end in zip(self.version_starts, ends)]
 
-    def row_ids(self) -> list[str]:
-        """Every row's id, in order: the same strings ``/predict`` answered with."""
-        if self.id_prefix is None:
-            return self.ids
-        return numbered_ids(self.id_prefix, self.numbers, self.counts, self.batch_calls)
-
     def packed(self) -> Packed:
         """The prediction log's message: views and small arrays, no per-row work.
 
@@ -218,7 +209,7 @@ class CallBuffer:
     The bound only matters if the thread that takes the calls stops: a call that would pass it is
     dropped and counted (``dropped_rows``), never waited for. Not thread-safe, by design: one
     thread adds and takes (see the module's docstring); the counters may be read from any.
-    ``id_prefix`` makes the ids of request numbers (:func:`request_id`).
+    ``id_prefix`` makes the ids of request numbers (:mod:`service.prediction_ids`).
     """
 
     def __init__(self, max_rows: int, id_prefix: str) -> None:

@@ -174,7 +174,7 @@ class HotPathSamples:
 
     Why not prometheus-client directly: measured with wrk on one core, its six calls per
     prediction (each a method with a lock; a histogram's a Python loop over its buckets) cost
-    ~9 us of a ~42 us request. HTTP timings are appended to a list per status code
+    ~9 us of a ~42 us request. HTTP timings are appended to an array per status code
     (:meth:`http`, on the event loop's thread, which also takes them: no lock, see
     ``service.loop_owner``); the model's side arrives once a second as the call buffer's columns
     (:meth:`fold`). Both are folded on the housekeeping thread every second and before each

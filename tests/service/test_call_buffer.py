@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.call_buffer import CallBuffer, Columns, request_id
+from service.call_buffer import CallBuffer, Columns
+from service.prediction_ids import request_id
 
 PREFIX = "cafe-"
 
@@ -37,7 +38,6 @@ def test_calls_come_out_once_in_order_as_columns() -> None:
     np.testing.assert_array_equal(segment.outputs, np.arange(total) / 2)
     assert list(segment.counts) == sizes
     expected_ids = [i for first, rows in zip(starts, sizes) for i in answered_ids(first, rows)]
-    assert segment.row_ids() == expected_ids
     assert (segment.versions, segment.version_calls) == (["2", "3"], [3, 2])
     np.testing.assert_allclose(segment.model_seconds, [0.001 * rows for rows in sizes])
     packed = segment.packed()
@@ -52,7 +52,11 @@ def test_a_list_of_one_record_keeps_its_row_suffix() -> None:
     buffer.add("1", 11, False, row, ["x"], output, 0.0, 1.0)  # [{...}]: a batch of one
     buffer.add("1", 12, True, row, ["x"], output, 0.0, 1.0)
     (segment,) = buffer.take()
-    assert segment.row_ids() == ["cafe-00000000000a", "cafe-00000000000b-0", "cafe-00000000000c"]
+    assert segment.packed().ids() == [
+        "cafe-00000000000a",
+        "cafe-00000000000b-0",
+        "cafe-00000000000c",
+    ]
 
 
 def test_other_feature_names_or_output_types_start_a_new_segment() -> None:
@@ -96,4 +100,4 @@ def test_explicit_id_calls_accept_any_feature_layout_and_dtype() -> None:
     transposed = np.array([[1, 3], [2, 4]], dtype=np.int32).T  # not C-contiguous, not float
     columns.add("1", ["p", "q"], transposed, np.array([0.5, 1.5], dtype=np.float32), 1.0)
     assert columns.features.tolist() == [[1.0, 2.0], [3.0, 4.0]]
-    assert columns.outputs.tolist() == [0.5, 1.5] and columns.row_ids() == ["p", "q"]
+    assert columns.outputs.tolist() == [0.5, 1.5] and columns.packed().ids() == ["p", "q"]

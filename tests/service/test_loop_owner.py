@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from service.call_buffer import CallBuffer, request_id
+from service.call_buffer import CallBuffer
+from service.prediction_ids import request_id
 from service.loop_owner import LoopOwner
 
 
@@ -95,12 +96,12 @@ def test_a_consumer_thread_takes_every_call_exactly_once(running: LoopThread) ->
     rows = 0
     while not produced.done():
         for segment in running.owner.run(buffer.take, 5.0, []):
-            ids.extend(segment.row_ids())
+            ids.extend(segment.packed().ids())
             rows += segment.rows
             assert segment.rows == len(segment.numbers) == sum(segment.counts)
     produced.result()
     for segment in running.owner.run(buffer.take, 5.0, []):
-        ids.extend(segment.row_ids())
+        ids.extend(segment.packed().ids())
         rows += segment.rows
     assert rows == calls and ids == [request_id("p-", index) for index in range(calls)]
     assert buffer.dropped_rows == 0
