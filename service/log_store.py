@@ -292,18 +292,21 @@ class BatchWriter:
         """Insert rows (columns as INSERT_COLUMNS) in one transaction; raises SQLAlchemyError like
         any insert (the caller then retries by call)."""
         whole = len(rows) - len(rows) % ROWS_PER_INSERT
-        step = whole if self.pause is None else ROWS_PER_INSERT * INSERTS_PER_PAUSE
+        chunks = [rows[i : i + ROWS_PER_INSERT] for i in range(0, whole, ROWS_PER_INSERT)]
+        group = INSERTS_PER_PAUSE if self.pause is not None else max(1, len(chunks))
         with self.engine.begin() as connection:
-            for first in range(0, whole, step or 1):
-                last = min(whole, first + step)
-                chunks = [
-                    rows[i : i + ROWS_PER_INSERT] for i in range(first, last, ROWS_PER_INSERT)
-                ]
-                self._many.run(connection, chunks)
-                if self.pause is not None and last < len(rows):
-                    self.pause()
+            for first in range(0, len(chunks), group):
+                if first:
+                    self._pause()
+                self._many.run(connection, chunks[first : first + group])
             if whole < len(rows):
+                if chunks:
+                    self._pause()
                 self._one.run(connection, [[row] for row in rows[whole:]])
+
+    def _pause(self) -> None:
+        if self.pause is not None:
+            self.pause()
 
     def write(self, calls: list[Call]) -> WriteResult:
         result = WriteResult()
