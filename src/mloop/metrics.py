@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,19 +21,36 @@ def regression_metrics(y_true: npt.NDArray[Any], y_pred: npt.NDArray[Any]) -> di
 
 
 def classification_metrics(
-    y_true: npt.NDArray[Any], y_pred: npt.NDArray[Any], proba: npt.NDArray[Any] | None
+    y_true: npt.NDArray[Any],
+    y_pred: npt.NDArray[Any],
+    proba: npt.NDArray[Any] | None,
+    classes: Sequence[Any] | None = None,
 ) -> dict[str, float]:
-    binary = len(np.unique(y_true)) <= 2
-    average = "binary" if binary else "macro"
+    """Accuracy, precision, recall, F1 (and ROC AUC given ``proba``).
+
+    ``classes`` are the model's classes, in the order of ``proba``'s columns. Two classes: the
+    scores of the second (the positive class); more: macro averages over the classes that occur in
+    the labels or the predictions. Without ``classes``, the classes that occur stand for them,
+    which a few live labels (all of one class) would misread as a binary task.
+    """
+    labels = np.unique(np.concatenate([y_true, y_pred])) if classes is None else np.asarray(classes)
+    binary = len(labels) <= 2
+    options: dict[str, Any] = (
+        {"average": "binary", "pos_label": labels[-1].item()} if binary else {"average": "macro"}
+    )
     result = {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "precision": float(skm.precision_score(y_true, y_pred, average=average, zero_division=0)),
-        "recall": float(skm.recall_score(y_true, y_pred, average=average, zero_division=0)),
-        "f1": float(skm.f1_score(y_true, y_pred, average=average, zero_division=0)),
+        "precision": float(skm.precision_score(y_true, y_pred, zero_division=0, **options)),
+        "recall": float(skm.recall_score(y_true, y_pred, zero_division=0, **options)),
+        "f1": float(skm.f1_score(y_true, y_pred, zero_division=0, **options)),
     }
     if proba is not None:
-        score = proba[:, 1] if binary else proba
-        result["roc_auc"] = float(skm.roc_auc_score(y_true, score, multi_class="ovr"))
+        if binary:
+            result["roc_auc"] = float(skm.roc_auc_score(y_true, proba[:, 1]))
+        else:
+            result["roc_auc"] = float(
+                skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=labels)
+            )
     return result
 
 
@@ -41,7 +59,8 @@ def score(model: Any, task: Task, X: npt.NDArray[Any], y: npt.NDArray[Any]) -> d
     if task == "regression":
         return regression_metrics(y, predictions)
     proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
-    return classification_metrics(y, predictions, proba)
+    classes = getattr(model, "classes_", None)
+    return classification_metrics(y, predictions, proba, None if classes is None else list(classes))
 
 
 def round_metrics(values: dict[str, float], digits: int = 6) -> dict[str, float]:

@@ -37,6 +37,7 @@ def _sklearn_frame(loader_name: str) -> Callable[[], pd.DataFrame]:
 BUNDLED: dict[str, Callable[[], pd.DataFrame]] = {
     "sklearn.diabetes": _sklearn_frame("load_diabetes"),
     "sklearn.breast_cancer": _sklearn_frame("load_breast_cancer"),
+    "sklearn.iris": _sklearn_frame("load_iris"),
 }
 
 

@@ -117,6 +117,37 @@ def check(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.DataFrame, lis
     return typed[list(schema.columns)], []
 
 
+def partition(
+    frame: pd.DataFrame, schema: DatasetSchema
+) -> tuple[pd.DataFrame, pd.Index, list[dict[str, Any]]]:
+    """Split rows by the schema: (the valid rows, typed; the labels of the others; their violations).
+
+    For rows that arrive one by one (labelled production rows), where one bad row must not fail
+    the others. A violation of the table itself (a missing column) raises DataValidationError.
+    """
+    if frame.empty:
+        return frame, frame.index, []
+    try:
+        typed = dataframe_schema(schema).validate(frame, lazy=True)
+        return typed[list(schema.columns)], frame.index[:0], []
+    except pa.errors.SchemaErrors as errors:
+        violations = _violations(errors)
+        cases = errors.failure_cases
+    table_level = [v for v in violations if all(ex["row"] is None for ex in v["examples"])]
+    if table_level:
+        raise DataValidationError(
+            f"the rows as a whole violate the schema:\n{format_violations(table_level)}"
+        )
+    bad = pd.Index(cases["index"].dropna().unique())
+    kept = frame.drop(index=bad)
+    valid, remaining = check(kept, schema) if len(kept) else (kept, [])
+    if remaining:  # every failing row was dropped: anything left is a bug, not data
+        raise DataValidationError(
+            f"rows still invalid after partition:\n{format_violations(remaining)}"
+        )
+    return valid, bad, violations
+
+
 def read_typed(path: Path, schema: DatasetSchema) -> pd.DataFrame:
     """Read a data file that must satisfy the schema (later stages trust validate, but verify cheaply)."""
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)

@@ -12,7 +12,7 @@ import pytest
 from sklearn.dummy import DummyRegressor
 from sklearn.pipeline import Pipeline
 
-from mloop.bundle import FORMAT_VERSION, BundleError, load_bundle, write_bundle
+from mloop.bundle import FORMAT_VERSION, BundleError, file_digests, load_bundle, write_bundle
 from mloop.config import DatasetSchema
 from mloop.fileio import write_json
 from mloop.models.store import NATIVE_FILES, save_native
@@ -78,7 +78,14 @@ def test_write_then_load_round_trip(
 
     for bundle in (written, loaded):
         assert bundle.path == champion
-        assert bundle.meta == {"format_version": FORMAT_VERSION, **meta}
+        assert bundle.meta == {
+            "format_version": FORMAT_VERSION,
+            **meta,
+            "files": file_digests(champion),
+        }
+        assert sorted(bundle.meta["files"]) == [
+            "model/model.joblib", "model/model.json", "reference_stats.json", "schema.yaml"
+        ]  # fmt: skip
         assert bundle.version == "1"
         assert bundle.features == diabetes_schema.features
         assert bundle.schema == diabetes_schema
@@ -94,14 +101,14 @@ def test_write_then_load_round_trip(
     assert leftovers(champion) == []
 
 
-def test_corrupted_model_file_in_a_bundle_is_refused(
+def test_a_changed_model_file_in_a_bundle_is_refused(
     champion: Path, model_dir: Path, reference_file: Path, diabetes_schema: DatasetSchema
 ):
     write_bundle(
         champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
     )
     (champion / "model" / NATIVE_FILES["sklearn"]).write_bytes(b"\x80\x04not a pickle at all")
-    with pytest.raises(BundleError, match="model.joblib: cannot load"):
+    with pytest.raises(BundleError, match="model.joblib does not match its recorded sha256"):
         load_bundle(champion)
 
 
@@ -112,7 +119,59 @@ def test_bundle_whose_model_file_is_missing_is_refused(
         champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
     )
     (champion / "model" / NATIVE_FILES["sklearn"]).unlink()
-    with pytest.raises(BundleError, match="model.joblib is missing"):
+    with pytest.raises(BundleError, match="model/model.joblib is missing"):
+        load_bundle(champion)
+
+
+def test_a_file_added_after_promotion_is_refused(
+    champion: Path, model_dir: Path, reference_file: Path, diabetes_schema: DatasetSchema
+):
+    """An ONNX file copied in would be served in place of the promoted model: refused."""
+    write_bundle(
+        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+    )
+    (champion / "model" / "model.onnx").write_bytes(b"from another candidate")
+    with pytest.raises(BundleError, match="model/model.onnx was not in the bundle"):
+        load_bundle(champion)
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "reason"),
+    [
+        ("bundle.json", "123", "bundle.json is not a JSON object"),
+        ("bundle.json", "null", "bundle.json is not a JSON object"),
+        ("bundle.json", "[]", "bundle.json is not a JSON object"),
+        ("reference_stats.json", "[]", "reference_stats.json is malformed"),
+        ("reference_stats.json", '{"features": 3}', "reference_stats.json is malformed"),
+    ],
+)
+def test_json_of_the_wrong_shape_is_refused(
+    champion: Path,
+    model_dir: Path,
+    reference_file: Path,
+    diabetes_schema: DatasetSchema,
+    file: str,
+    content: str,
+    reason: str,
+):
+    write_bundle(
+        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+    )
+    (champion / file).write_text(content, encoding="utf-8")
+    with pytest.raises(BundleError, match=reason):
+        load_bundle(champion)
+
+
+def test_fields_of_the_wrong_type_are_refused(
+    champion: Path, model_dir: Path, reference_file: Path, diabetes_schema: DatasetSchema
+):
+    write_bundle(
+        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+    )
+    meta = json.loads((champion / "bundle.json").read_text(encoding="utf-8"))
+    meta.update(features="age", files=None)
+    (champion / "bundle.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(BundleError, match="bundle.json is malformed: features: .*files: "):
         load_bundle(champion)
 
 

@@ -94,8 +94,8 @@ def test_bundled_source_pinned_to_another_checksum_is_refused(tmp_path: Path):
 
 
 def test_unknown_bundled_dataset_is_refused(tmp_path: Path):
-    with pytest.raises(SourceError, match="unknown bundled dataset 'sklearn.iris'"):
-        sources.fetch(SourceConfig(kind="bundled", name="sklearn.iris"), base_dir=tmp_path)
+    with pytest.raises(SourceError, match="unknown bundled dataset 'sklearn.digits'"):
+        sources.fetch(SourceConfig(kind="bundled", name="sklearn.digits"), base_dir=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------- path

@@ -133,3 +133,10 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
 
     def predict_proba(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         return self._forward(X)
+
+    def predict_with_proba(
+        self, X: npt.NDArray[Any]
+    ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
+        """Class labels and probabilities from one forward pass (classification)."""
+        proba = self._forward(X)
+        return np.asarray(self.classes_[proba.argmax(axis=1)]), proba

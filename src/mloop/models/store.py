@@ -111,6 +111,27 @@ class OnnxPredictor(BaseEstimator):  # type: ignore[misc]
     def predict_proba(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         return np.asarray(self._run(X)[1], dtype=np.float64)
 
+    def predict_with_proba(self, X: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        """Class labels and probabilities from one session run (the probabilities as the model
+        computes them, float32)."""
+        labels, proba = self._run(X)[:2]
+        return np.asarray(labels).ravel(), np.asarray(proba)
+
+
+def predict_with_proba(
+    model: Any, X: npt.NDArray[Any]
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """A classifier's labels and class probabilities (columns in ``classes_`` order).
+
+    One model call where the model offers it (ONNX, Keras); otherwise ``predict`` and
+    ``predict_proba``, so the labels are exactly what ``predict`` answers.
+    """
+    both = getattr(model, "predict_with_proba", None)
+    if both is not None:
+        labels, proba = both(X)
+        return labels, proba
+    return np.asarray(model.predict(X)), np.asarray(model.predict_proba(X))
+
 
 @contextmanager
 def _integer_missing_value_flags() -> Iterator[None]:
