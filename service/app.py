@@ -11,39 +11,81 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mloop import __version__
-from service import metrics
-from service.asgi import ASGIApp, FastPredict, HttpMetrics
+from service import errors, logs, metrics
+from service.asgi import NOT_JSON, ASGIApp, BodyLimit, FastPredict, HttpMetrics, sends_json
 from service.codec import openapi_models
+from service.http_protocol import configure as configure_protocol
+from service.label_codec import FeedbackResponse
 from service.runtime import Runtime
 from service.settings import Settings
 
 bearer = HTTPBearer(auto_error=False)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "detail": {
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                            "msg": {"type": "string"},
+                            "type": {"type": "string"},
+                        },
+                        "required": ["loc", "msg", "type"],
+                    },
+                },
+            ]
+        }
+    },
+    "required": ["detail"],
+}
 
 
-class FeedbackItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    id: str = Field(min_length=1, max_length=100, description="prediction id returned by /predict")
-    actual: float = Field(description="the true outcome (class label for classification)")
+def error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
 
 
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: list[FeedbackItem] = Field(min_length=1, max_length=10_000)
-
-
-class FeedbackResponse(BaseModel):
-    accepted: int
-    unknown_ids: list[str] = Field(description="ids with no logged prediction: nothing was stored")
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: error_response("missing or wrong bearer token"),
+    403: error_response("disabled: no token is configured for this endpoint"),
+}
+BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: error_response("malformed JSON"),
+    413: error_response("body or batch too large"),
+    415: error_response("the body is not sent as application/json"),
+}
 
 
 class ReloadResponse(BaseModel):
     reloaded: bool
     message: str
     model_version: str | None
+
+
+class ReadyResponse(BaseModel):
+    status: str = Field(description="ready")
+    model_version: str
+    prediction_log: str = Field(
+        description="ok, down (the writer died: rows are dropped until it is restarted) or "
+        "disabled; predictions are served either way"
+    )
+
+
+class NotReadyResponse(BaseModel):
+    status: str = Field(description="not ready")
+    reason: str = Field(description="what is missing (details are in the service's log only)")
 
 
 def _predict_docs(runtime: Runtime) -> dict[str, Any]:
@@ -53,7 +95,9 @@ def _predict_docs(runtime: Runtime) -> dict[str, Any]:
         record_schema: dict[str, Any] = {"type": "object"}
         return {"requestBody": {"content": {"application/json": {"schema": record_schema}}}}
     record, single, batch = openapi_models(
-        model.bundle.schema, with_bounds=runtime.settings.out_of_range == "reject"
+        model.bundle.schema,
+        with_bounds=runtime.settings.out_of_range == "reject",
+        classes=model.bundle.classes,
     )
     record_schema = record.model_json_schema(by_alias=True)
     batch_schema = {
@@ -69,25 +113,71 @@ def _predict_docs(runtime: Runtime) -> dict[str, Any]:
         },
         "responses": {
             "200": {
-                "description": "one prediction per record (an object for one record, columns for a list)",
+                "description": "one prediction per record (an object for one record, columns for "
+                "a list); a classifier adds each row's class probabilities, in the order of the "
+                "classes listed by /model",
                 "content": {
                     "application/json": {
                         "schema": {"anyOf": [single.model_json_schema(), batch.model_json_schema()]}
                     }
                 },
             },
-            "400": {"description": "malformed JSON"},
-            "413": {"description": "batch or body too large"},
-            "422": {
-                "description": "a field is missing, unknown, of the wrong type, not finite or out of range"
-            },
-            "503": {"description": "no model loaded yet"},
+            **BODY_RESPONSES,
+            "422": error_response(
+                "a field is missing, unknown, repeated, of the wrong type, not finite or out of "
+                "range"
+            ),
+            "503": error_response("no model loaded yet"),
         },
     }
 
 
+def _feedback_docs(runtime: Runtime) -> dict[str, Any]:
+    """OpenAPI for /feedback: the label's type and range come from the served bundle."""
+    model = runtime.store.current
+    body_schema: dict[str, Any] = (
+        {"type": "object"}
+        if model is None
+        else inline_refs(model.labels.openapi_request().model_json_schema())
+    )
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}
+    }
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its local ``$defs`` references replaced by the definitions (a route's
+    ``openapi_extra`` cannot add components of its own)."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+def _check_token(credentials: HTTPAuthorizationCredentials | None, tokens: list[str]) -> None:
+    """401 unless the bearer token is one of ``tokens`` (constant time); 403 if there are none."""
+    if not tokens:
+        raise HTTPException(403, "endpoint disabled: no token is configured for it")
+    given = (credentials.credentials if credentials else "").encode()
+    if not any(secrets.compare_digest(given, token.encode()) for token in tokens):
+        raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
 def create_app(settings: Settings | None = None) -> FastPredict:
     settings = settings or Settings()
+    configure_protocol(settings.request_timeout_s)
+    logs.configure()
+    logs.limit_peer_messages()
     runtime = Runtime(settings)
     runtime.store.reload()  # serve at once if a bundle is there; /ready says 503 until one is
 
@@ -104,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastPredict:
         lifespan=lifespan,
     )
     api.state.runtime = runtime
+    errors.install(api)
 
     @api.post("/predict", openapi_extra=_predict_docs(runtime), tags=["predict"])
     async def predict(request: Request) -> Response:
@@ -114,31 +205,59 @@ def create_app(settings: Settings | None = None) -> FastPredict:
         status, payload = runtime.predict(await request.body())
         return Response(payload, status_code=status, media_type="application/json")
 
-    @api.post("/feedback", response_model=FeedbackResponse, tags=["predict"])
-    def feedback(body: FeedbackRequest) -> FeedbackResponse:
-        """The true outcome of earlier predictions; unknown ids are reported back."""
-        try:
-            items: list[tuple[str, float | int | str]] = [(i.id, i.actual) for i in body.items]
-            accepted, unknown = runtime.feedback(items)
-        except RuntimeError as exc:
-            raise HTTPException(503, str(exc)) from None
-        return FeedbackResponse(accepted=len(accepted), unknown_ids=unknown)
+    @api.post(
+        "/feedback",
+        tags=["predict"],
+        openapi_extra=_feedback_docs(runtime),
+        response_model=FeedbackResponse,
+        responses={
+            **AUTH_RESPONSES,
+            **BODY_RESPONSES,
+            422: error_response("an item is malformed, or a label is not of the target's type, "
+                                "range or classes"),
+            503: error_response("no model loaded yet, or the prediction log is disabled"),
+        },
+    )  # fmt: skip
+    async def feedback(request: Request, credentials: Credentials) -> Response:
+        """The true outcome of earlier predictions (bearer token: MLOOP_FEEDBACK_TOKEN).
+
+        A prediction keeps its first label: the same label again is ``unchanged``, another one a
+        conflict (refused). Unknown ids are reported back.
+        """
+        _check_token(credentials, settings.resolved_feedback_tokens())
+        if not sends_json(request.scope):
+            return Response(NOT_JSON, status_code=415, media_type="application/json")
+        body = await request.body()  # read whole, within the limit, by BodyLimit
+        status, payload = await run_in_threadpool(runtime.feedback_body, body)
+        return Response(payload, status_code=status, media_type="application/json")
 
     @api.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
         """The process is alive (it may not have a model yet: see /ready)."""
         return {"status": "ok"}
 
-    @api.get("/ready", tags=["ops"], responses={503: {"description": "no model loaded"}})
-    def ready(response: Response) -> dict[str, Any]:
-        """A model is loaded and answers a prediction."""
+    @api.get(
+        "/ready",
+        tags=["ops"],
+        response_model=ReadyResponse,
+        responses={503: {"model": NotReadyResponse, "description": "no model loaded"}},
+    )
+    def ready() -> Any:
+        """A model is loaded and answers a prediction; the state of the prediction log."""
         model = runtime.store.current
         if model is None:
-            response.status_code = 503
-            return {"status": "not ready", "reason": runtime.store.last_error or "no model loaded"}
-        return {"status": "ready", "model_version": model.version}
+            reason = (
+                "the bundle was refused (the reason is in the service's log)"
+                if runtime.store.last_error
+                else "no model loaded"
+            )
+            answer = NotReadyResponse(status="not ready", reason=reason)
+            return JSONResponse(answer.model_dump(), status_code=503)
+        return ReadyResponse(
+            status="ready", model_version=model.version, prediction_log=runtime.log_status()
+        )
 
-    @api.get("/model", tags=["ops"], responses={503: {"description": "no model loaded"}})
+    @api.get("/model", tags=["ops"], responses={503: error_response("no model loaded")})
     def model_info() -> dict[str, Any]:
         """The champion being served: version, lineage (git commit, data hash) and metrics."""
         model = runtime.store.current
@@ -152,12 +271,19 @@ def create_app(settings: Settings | None = None) -> FastPredict:
         )  # fmt: skip
         return {
             **{k: meta.get(k) for k in keys},
+            "classes": model.bundle.classes,
             "batch_serving": model.bundle.batch_serving,
             "native_batch_min_rows": settings.native_batch_min_rows,
             "loaded_at": model.loaded_at,
         }
 
-    @api.get("/metrics", tags=["ops"], include_in_schema=True)
+    @api.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                         "description": "Prometheus text exposition format 0.0.4"}},
+    )  # fmt: skip
     def prometheus_metrics() -> Response:
         """Prometheus text exposition (aggregated across workers in multiprocess mode)."""
         runtime.drain()
@@ -168,19 +294,13 @@ def create_app(settings: Settings | None = None) -> FastPredict:
         "/admin/reload",
         response_model=ReloadResponse,
         tags=["ops"],
-        responses={401: {"description": "bad or missing token"}, 403: {"description": "disabled"},
-                   409: {"description": "bundle refused; the old model keeps serving"}},
+        responses={**AUTH_RESPONSES, 413: error_response("a body was sent, and too large"),
+                   409: error_response("bundle refused; the old model keeps serving")},
     )  # fmt: skip
-    def reload(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> ReloadResponse:
+    def reload(credentials: Credentials) -> ReloadResponse:
         """Load the newest champion bundle now (the service also watches it by itself)."""
-        expected = settings.resolved_admin_token()
-        if expected is None:
-            raise HTTPException(403, "reload endpoint disabled: set MLOOP_ADMIN_TOKEN")
-        given = credentials.credentials if credentials else ""
-        if not secrets.compare_digest(given.encode(), expected.encode()):
-            raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+        admin = settings.resolved_admin_token()
+        _check_token(credentials, [admin] if admin else [])
         swapped, message = runtime.store.reload(force=True)
         current = runtime.store.current
         if not swapped:
@@ -190,7 +310,8 @@ def create_app(settings: Settings | None = None) -> FastPredict:
         )
 
     routes = {str(getattr(route, "path")) for route in api.routes if hasattr(route, "path")}
-    rest: ASGIApp = HttpMetrics(api, routes) if settings.metrics_enabled else api
+    limited: ASGIApp = BodyLimit(api, settings.max_feedback_body_bytes)
+    rest: ASGIApp = HttpMetrics(limited, routes) if settings.metrics_enabled else limited
     app = FastPredict(
         rest, runtime.predict, runtime.predict_in_worker, settings.max_body_bytes, runtime.samples
     )

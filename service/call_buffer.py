@@ -36,11 +36,11 @@ class Columns:
     bytes would hold their references uncounted.
 
     Ids come one of two ways. The service's calls are numbered (``id_prefix`` set): a call keeps
-    only its request number, and the log's writer process makes the id strings from the numbers
-    (:mod:`service.prediction_ids`), so no per-request string outlives its request. Measured head to head
-    (10 runs of 5 s each way, both models): this numbering, together with the version runs kept
-    by their start and the HTTP seconds in arrays, serves 1.1-1.4% more requests per CPU second
-    than id lists. Calls given as id lists (``PredictionLog.record``) keep the list
+    only its request number and random tag, and the log's writer process makes the id strings
+    from them (:mod:`service.prediction_ids`), so no per-request string outlives its request.
+    Measured head to head (10 runs of 5 s each way, both models): this numbering, together with
+    the version runs kept by their start and the HTTP seconds in arrays, serves 1.1-1.4% more
+    requests per CPU second than id lists. Calls given as id lists (``PredictionLog.record``) keep the list
     (``id_prefix`` None).
     """
 
@@ -61,6 +61,7 @@ class Columns:
         self.model_seconds = array("d")
         self.ids: list[str] = []  # id lists, when not numbered
         self.numbers = array("q")  # request number of each call, when numbered ...
+        self.tags = array("Q")  # ... its random tag ...
         self.batch_calls = array("q")  # ... and which calls sent a list (row ids end in -<row>)
         self.versions: list[str] = []  # model version of each run of consecutive calls ...
         self.version_starts = array("q")  # ... and the call each run starts at
@@ -115,20 +116,21 @@ class Columns:
         """
         features = np.ascontiguousarray(features, dtype=FLOAT64)
         outputs = np.ascontiguousarray(outputs, dtype=self.dtype)
-        self.add_request(version, 0, True, features, outputs, created_at, model_seconds)
+        self.add_request(version, 0, 0, True, features, outputs, created_at, model_seconds)
         self.ids.extend(ids)
 
     def add_request(
         self,
         version: str,
         number: int,
+        tag: int,
         single: bool,
         features: npt.NDArray[np.float64],
         outputs: npt.NDArray[Any],
         created_at: float,
         model_seconds: float,
     ) -> None:
-        """One numbered request: one record (``single``) or a list of them.
+        """One numbered request (its number and random tag): one record (``single``) or a list.
 
         ``features`` must be float64, (rows, width), C-contiguous: what the codec decodes.
         ``outputs`` has this segment's dtype (:meth:`accepts`); any layout.
@@ -147,6 +149,7 @@ class Columns:
         self.created_at.append(created_at)
         self.model_seconds.append(model_seconds)
         self.numbers.append(number)
+        self.tags.append(tag)
         if not single:
             self.batch_calls.append(call)
         if version != self._version:  # a reload: the version changes once per swap
@@ -173,6 +176,7 @@ class Columns:
             counts=np.array(self.counts, dtype=np.int64),
             id_prefix=self.id_prefix,
             numbers=np.array(self.numbers if numbered else [], dtype=np.int64),
+            tags=np.array(self.tags if numbered else [], dtype=np.uint64),
             batch_calls=np.array(self.batch_calls, dtype=np.int64),
             id_text="".join(ids),
             id_lengths=np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)),
@@ -224,6 +228,7 @@ class CallBuffer:
         self,
         version: str,
         number: int,
+        tag: int,
         single: bool,
         features: npt.NDArray[np.float64],
         names: list[str],
@@ -240,7 +245,9 @@ class CallBuffer:
         # Identity first (the same codec's names, numpy's interned dtypes): ~0.1 us less per call.
         if segment is None or names is not segment.names or outputs.dtype is not segment.dtype:
             segment = self._segment_for(names, features, outputs)
-        segment.add_request(version, number, single, features, outputs, created_at, model_seconds)
+        segment.add_request(
+            version, number, tag, single, features, outputs, created_at, model_seconds
+        )
 
     def _segment_for(
         self, names: list[str], features: npt.NDArray[Any], outputs: npt.NDArray[Any]

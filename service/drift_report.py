@@ -46,17 +46,17 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from mloop.fileio import read_json, write_json
-from service.prediction_log import (
+from service.log_export import (
     DEFAULT_DB_URL,
     META_FILE,
     REFERENCE_FILE,
-    PredictionLogError,
     iso,
     load_bundle_schema,
     open_existing,
     parse_time,
-    redact,
 )
+from service.log_store import redact
+from service.prediction_log import PredictionLogError
 
 REFERENCE_SAMPLE_SIZE = 2000
 # Share of drifted features at which the whole dataset counts as drifted (Evidently's default).

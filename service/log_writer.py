@@ -127,7 +127,8 @@ class Packed:
     names: list[str]
     counts: npt.NDArray[np.int64]  # rows per call
     id_prefix: str | None  # set: ids from the request numbers ...
-    numbers: npt.NDArray[np.int64]  # ... of each call ...
+    numbers: npt.NDArray[np.int64]  # ... of each call, their random tags ...
+    tags: npt.NDArray[np.uint64]
     batch_calls: npt.NDArray[np.int64]  # ... and the calls that sent a list
     id_text: str  # otherwise every prediction id, concatenated ...
     id_lengths: npt.NDArray[np.int64]  # ... and its characters per id
@@ -143,8 +144,8 @@ class Packed:
 
     def ids(self) -> list[str]:
         if self.id_prefix is not None:
-            numbers, counts = self.numbers.tolist(), self.counts.tolist()
-            return numbered_ids(self.id_prefix, numbers, counts, self.batch_calls.tolist())
+            numbers, tags, counts = self.numbers.tolist(), self.tags.tolist(), self.counts.tolist()
+            return numbered_ids(self.id_prefix, numbers, tags, counts, self.batch_calls.tolist())
         ends = np.cumsum(self.id_lengths).tolist()
         text = self.id_text
         return [text[start:end] for start, end in zip([0, *ends[:-1]], ends)]

@@ -53,6 +53,10 @@ http_duration = Histogram(
     "http_request_duration_seconds", "Time from request start to the end of the response body.",
     ["method", "route"], namespace=NAMESPACE, buckets=LATENCY_BUCKETS,
 )  # fmt: skip
+http_timeouts = Counter(
+    "http_request_timeouts", "Connections closed because a request did not arrive in time "
+    "(MLOOP_REQUEST_TIMEOUT_S).", namespace=NAMESPACE,
+)  # fmt: skip
 
 # Model
 predictions = Counter(
@@ -111,8 +115,9 @@ live_error = Gauge(
     multiprocess_mode="livemostrecent",
 )  # fmt: skip
 feedback_rows = Counter(
-    "feedback", "Feedback labels by result (accepted, unknown_id).", ["result"], namespace=NAMESPACE
-)
+    "feedback", "Feedback labels by result: accepted, unchanged (sent again), unknown_id, "
+    "conflict (another label was stored first: refused).", ["result"], namespace=NAMESPACE,
+)  # fmt: skip
 
 # Prediction log
 log_written = Counter(
@@ -125,6 +130,15 @@ log_dropped = Counter(
 log_queue_depth = Gauge(
     "prediction_log_queue_rows", "Rows waiting to be written.", namespace=NAMESPACE,
     multiprocess_mode="livesum",
+)  # fmt: skip
+# livemin: with several workers, 0 as soon as one of them has no writer.
+log_writer_up = Gauge(
+    "prediction_log_writer_up", "1 while the log's writer process runs; 0 while it is down and "
+    "new rows are dropped (it is restarted).", namespace=NAMESPACE, multiprocess_mode="livemin",
+)  # fmt: skip
+log_writer_restarts = Counter(
+    "prediction_log_writer_restarts", "Times the log's writer process died and was restarted.",
+    namespace=NAMESPACE,
 )  # fmt: skip
 
 

@@ -3,6 +3,8 @@
 A request reads ``store.current`` once and uses that object to the end, so a swap (one attribute
 assignment) never mixes two models inside a request. A new bundle is loaded and checked off to the
 side; only a bundle that loads, predicts and keeps the served feature contract replaces the old one.
+Whatever goes wrong with a new bundle refuses it (counted, and logged with its reason): neither a
+reload nor the watcher ever stops the service from serving, or from reloading later.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from mloop.bundle import META_FILE, Bundle, BundleError, load_bundle
 from service.codec import RecordCodec
+from service.label_codec import LabelCodec
 
 log = logging.getLogger("mloop.service")
 
@@ -25,12 +28,16 @@ log = logging.getLogger("mloop.service")
 class LoadedModel:
     bundle: Bundle
     codec: RecordCodec
+    labels: LabelCodec
     identity: tuple[int, int]  # (inode of the bundle dir, mtime of bundle.json): changes on swap
     loaded_at: float
-    version: str = field(init=False)  # read by every request: a plain attribute, not a property
+    # Read by every request: plain attributes, not properties.
+    version: str = field(init=False)
+    classifier: bool = field(init=False)  # answers carry class probabilities
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "version", self.bundle.version)
+        object.__setattr__(self, "classifier", self.bundle.classes is not None)
 
 
 def bundle_identity(path: Path) -> tuple[int, int]:
@@ -43,18 +50,20 @@ class ModelStore:
         self,
         bundle_dir: Path,
         codec_factory: Callable[[Bundle], RecordCodec],
+        labels_factory: Callable[[Bundle], LabelCodec],
         on_swap: Callable[[LoadedModel | None, LoadedModel], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.bundle_dir = bundle_dir
         self._codec_factory = codec_factory
+        self._labels_factory = labels_factory
         self._on_swap = on_swap
         self._on_failure = on_failure
         self._current: LoadedModel | None = None
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # for the logs and the admin: it names paths
 
     @property
     def current(self) -> LoadedModel | None:
@@ -63,7 +72,8 @@ class ModelStore:
     def _load(self) -> LoadedModel:
         identity = bundle_identity(self.bundle_dir)
         bundle = load_bundle(self.bundle_dir)
-        return LoadedModel(bundle, self._codec_factory(bundle), identity, time.time())
+        codec, labels = self._codec_factory(bundle), self._labels_factory(bundle)
+        return LoadedModel(bundle, codec, labels, identity, time.time())
 
     def _compatible(self, old: LoadedModel, new: LoadedModel) -> str | None:
         """A reload may change the model, never the request contract clients were built against."""
@@ -77,6 +87,8 @@ class ModelStore:
         """Load the bundle if it changed (or always, with force). Returns (swapped, message)."""
         with self._reload_lock:
             old = self._current
+            if not self.bundle_dir.exists():  # nothing published yet: no refusal to count
+                return False, f"no bundle at {self.bundle_dir} yet"
             try:
                 if (
                     not force
@@ -87,6 +99,9 @@ class ModelStore:
                 new = self._load()
             except (BundleError, OSError) as exc:
                 return self._fail(f"bundle refused: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a bundle must never take the service down
+                log.exception("unexpected error loading %s", self.bundle_dir)
+                return self._fail(f"bundle refused: {type(exc).__name__}: {exc}")
             if old is not None:
                 problem = self._compatible(old, new)
                 if problem:
@@ -94,7 +109,10 @@ class ModelStore:
             self._current = new
             self.last_error = None
             if self._on_swap:
-                self._on_swap(old, new)
+                try:
+                    self._on_swap(old, new)
+                except Exception:  # noqa: BLE001 - the new model serves; its gauges may lag
+                    log.exception("after the swap to version %s", new.version)
             was = "nothing" if old is None else f"version {old.version}"
             log.info(
                 "serving %s version %s (was %s)",
@@ -123,16 +141,21 @@ class ModelStore:
         failed_identity: tuple[int, int] | None = None
         while not self._stop.wait(interval_s):
             try:
-                identity = bundle_identity(self.bundle_dir)
-            except OSError:
-                continue  # mid-swap or not there yet: look again next tick
-            current = self._current
-            if (
-                current is not None and identity == current.identity
-            ) or identity == failed_identity:
-                continue  # unchanged, or a bundle already refused: do not retry it every tick
-            swapped, _ = self.reload()
-            failed_identity = None if swapped else identity
+                failed_identity = self._watch_tick(failed_identity)
+            except Exception:  # noqa: BLE001 - the watcher outlives any bug: it tries again
+                log.exception("bundle watcher: unexpected error (it keeps watching)")
+
+    def _watch_tick(self, failed_identity: tuple[int, int] | None) -> tuple[int, int] | None:
+        """One look at the bundle; returns the identity of a bundle refused (not to retry it)."""
+        try:
+            identity = bundle_identity(self.bundle_dir)
+        except OSError:
+            return failed_identity  # mid-swap or not there yet: look again next tick
+        current = self._current
+        if (current is not None and identity == current.identity) or identity == failed_identity:
+            return failed_identity  # unchanged, or a bundle already refused: not every tick
+        swapped, _ = self.reload()
+        return None if swapped else identity
 
     def stop(self) -> None:
         self._stop.set()

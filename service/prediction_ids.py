@@ -1,30 +1,56 @@
 """Prediction ids: what ``/predict`` answers, what the log stores and what feedback refers to.
 
-A process draws 64 random bits once (its prefix); request ``n`` of that process is
-``<prefix><n as 12 hex digits>``, and row ``r`` of a list it sent adds ``-<r>``. So an id is unique
-across workers and restarts without a uuid4 (a syscall) per request, one process's ids sort in the
-order they were made, and a call needs to keep only its number until its ids are written.
+Request ``n`` of a process is ``<prefix><n as 12 hex digits><tag as 16 hex digits>``, and row ``r``
+of a list it sent adds ``-<r>``. The prefix (64 random bits drawn once per process) keeps ids unique
+across workers and restarts, the number keeps one process's ids in the order they were made (the
+log's primary key grows at its end), and the tag (64 random bits per request, from the OS's
+CSPRNG) makes an id unguessable: knowing one's own ids says nothing about anyone else's, so no one
+can label another client's prediction. Tags are drawn in blocks (:class:`Tags`): one ``os.urandom``
+per 4,096 requests instead of one per request. A call keeps its number and tag until the log's
+writer makes the id strings.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
+import numpy as np
 
-def request_id(id_prefix: str, number: int) -> str:
+TAG_BLOCK = 4096
+
+
+def request_id(id_prefix: str, number: int, tag: int) -> str:
     """The id of request ``number`` (the hot path inlines this format)."""
-    return f"{id_prefix}{number:012x}"
+    return f"{id_prefix}{number:012x}{tag:016x}"
+
+
+class Tags:
+    """Random 64-bit tags, drawn from ``os.urandom`` a block at a time."""
+
+    def __init__(self) -> None:
+        self.pool: list[int] = []
+
+    def refill(self) -> list[int]:
+        """The pool, refilled (the hot path pops from ``pool`` and calls this when it is empty)."""
+        block = np.frombuffer(os.urandom(8 * TAG_BLOCK), dtype=np.uint64)
+        self.pool.extend(block.tolist())
+        return self.pool
 
 
 def numbered_ids(
-    id_prefix: str, numbers: Sequence[int], counts: Sequence[int], batch_calls: Sequence[int]
+    id_prefix: str,
+    numbers: Sequence[int],
+    tags: Sequence[int],
+    counts: Sequence[int],
+    batch_calls: Sequence[int],
 ) -> list[str]:
-    """Every row's id, in order, for calls by request number.
+    """Every row's id, in order, for calls by request number and tag.
 
     ``counts`` are the rows of each call and ``batch_calls`` the calls (indexes, ascending) that
     sent a list: their rows end in ``-<row>``, even a list of one.
     """
-    ids = [f"{id_prefix}{number:012x}" for number in numbers]  # request_id, inlined per row
+    ids = [f"{id_prefix}{n:012x}{t:016x}" for n, t in zip(numbers, tags)]  # request_id, inlined
     if not len(batch_calls):
         return ids
     rows: list[str] = []

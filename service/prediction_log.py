@@ -8,12 +8,12 @@ the call's rows into bounded in-memory column buffers. Once a second a shipper t
 to the writer process (:mod:`service.log_writer`), which turns them into rows and writes each
 shipment in one transaction. When the buffers are full the call is dropped and counted: losing log
 rows under overload is better than slowing every prediction down. The tables and the database
-settings are in :mod:`service.log_store`.
+settings are in :mod:`service.log_store`; the export of labelled rows for a retrain (and its CLI)
+in :mod:`service.log_export`.
 
-CLI::
-
-    python -m service.prediction_log export --db sqlite:///predictions.db --bundle models/champion \\
-        --out data/feedback/export-20240601T120000.parquet [--since ISO] [--until ISO]
+If the writer process dies, new calls are dropped and counted while a new writer is started, after
+a pause that doubles with each death in a row (1 s up to a minute): ``running`` and
+``writer_restarts`` tell /ready and the metrics.
 """
 
 from __future__ import annotations
@@ -22,29 +22,24 @@ import itertools
 import json
 import logging
 import multiprocessing
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
-import typer
-from sqlalchemy import delete, inspect, select
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from mloop.config import ConfigError, DatasetSchema, load_schema
 from service.call_buffer import Columns, append_call
 from service.log_store import (
     BatchWriter,
@@ -69,17 +64,17 @@ from service.log_writer import (
     write_packed,
 )
 
-__all__ = ["PredictionLog", "PredictionLogError", "feedback", "predictions", "redact"]
+__all__ = [
+    "FeedbackResult",
+    "PredictionLog",
+    "PredictionLogError",
+    "feedback",
+    "predictions",
+    "redact",
+]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DB_URL = "sqlite:///predictions.db"
-# mloop.bundle's file names, repeated: importing it loads the model runtimes (seconds, for a CLI
-# that reads two files); tests/service/test_prediction_log.py checks that they agree.
-SCHEMA_FILE = "schema.yaml"
-REFERENCE_FILE = "reference_stats.json"
-META_FILE = "bundle.json"
-EXPORT_SUFFIXES = (".csv", ".parquet")
 # Columns labelled_rows adds next to the features.
 META_COLUMNS = ["prediction", "actual", "model_version", "created_at", "prediction_id"]
 # The log only appends: measured on one core, 64 KB pages cut the writer's insert cost from 2.8 to
@@ -88,10 +83,29 @@ META_COLUMNS = ["prediction", "actual", "model_version", "created_at", "predicti
 SQLITE_PAGE_BYTES = 65536
 # Bound parameters per IN (...) clause: SQLite's default limit is 999 on old builds.
 _IN_CHUNK = 500
+# A dead writer is replaced after this pause, doubled with each death in a row (a writer that
+# acknowledged something before dying starts the count again), up to the maximum.
+RESTART_DELAY_S = 1.0
+MAX_RESTART_DELAY_S = 60.0
 
 
 class PredictionLogError(RuntimeError):
     """The prediction log cannot be opened or exported; the message says what to fix."""
+
+
+@dataclass
+class FeedbackResult:
+    """What became of each label sent, by prediction id, in the order sent."""
+
+    accepted: list[str] = field(default_factory=list)  # stored now
+    unchanged: list[str] = field(default_factory=list)  # this label was stored already
+    unknown: list[str] = field(default_factory=list)  # no such prediction
+    conflicts: list[str] = field(default_factory=list)  # labelled before with another value
+
+
+def _same_label(stored: str, sent: str) -> bool:
+    """Whether two JSON labels are the same value (``5`` and ``5.0`` are)."""
+    return stored == sent or json.loads(stored) == json.loads(sent)
 
 
 # ------------------------------------------------------------------------------------ the queue
@@ -195,12 +209,16 @@ class PredictionLog:
         self.dropped_rows = 0
         self.write_errors = 0
         self.lost_rows = 0
+        self.writer_restarts = 0
         self._engine = create_log_engine(url)
         self._lock = threading.Lock()  # guards the queue, the counters and the flags
         self._pending: list[_Item] = []
         self._pending_rows = 0  # accepted and not yet written: queued, in the pipe, being written
         self._closed = False
+        self._closing = threading.Event()  # ends a restart pause at once
         self._writer_lost = False
+        self._generation = 0  # the writer process's incarnation: 1 for the first
+        self._acked = False  # the current writer acknowledged something
         # Rows handed to the writer process and not acknowledged yet: what its death loses. Kept
         # apart from the queue, so a shipment that fails after the receiver counted it as lost is
         # not counted twice.
@@ -274,19 +292,7 @@ class PredictionLog:
         if is_sqlite_memory(self.url):
             self._local_writer = BatchWriter(self._engine)
         else:
-            # spawn, not fork: forking a process that runs threads (the event loop's executor,
-            # the housekeeper) can copy a held lock into the child.
-            context = multiprocessing.get_context("spawn")
-            ours, theirs = context.Pipe()
-            self._process = context.Process(
-                target=run_writer,
-                args=(self.url, theirs, WRITER_NICENESS),
-                name="prediction-log-writer",
-                daemon=True,
-            )
-            self._process.start()
-            theirs.close()
-            self._connection = ours
+            self._spawn_writer()
             self._receiver = threading.Thread(
                 target=self._receive, name="prediction-log-receiver", daemon=True
             )
@@ -295,6 +301,26 @@ class PredictionLog:
             target=self._ship, name="prediction-log-shipper", daemon=True
         )
         self._shipper.start()
+
+    def _spawn_writer(self) -> None:
+        # spawn, not fork: forking a process that runs threads (the event loop's executor,
+        # the housekeeper) can copy a held lock into the child.
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=run_writer,
+            args=(self.url, theirs, WRITER_NICENESS),
+            name="prediction-log-writer",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        with self._lock:
+            self._process, self._connection = process, ours
+            self._generation += 1
+            self._acked = False
+            self._writer_lost = False
+            self._last_ack = time.monotonic()
 
     def close(self, timeout: float = 5.0) -> bool:
         """Write everything queued, stop the writer and release connections.
@@ -305,6 +331,7 @@ class PredictionLog:
         with self._lock:
             self._closed = True  # record() drops from now on: nothing would write it
             self._pending.append(_Stop())
+        self._closing.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
         for thread in (self._shipper, self._receiver):
@@ -462,20 +489,21 @@ class PredictionLog:
                 self._account(rows, WriteResult(errors=1, lost=rows))
                 self._report(f"{rows} row(s) not written: {type(exc).__name__}: {exc}")
             return
-        assert self._connection is not None
         with self._lock:
+            connection, generation = self._connection, self._generation
             handed_over = not self._writer_lost
             if handed_over:
                 self._unacked_rows += rows
+        assert connection is not None
         try:
             if not handed_over:
                 raise BrokenPipeError("the writer process is gone")
-            send_packed(self._connection, segment.packed())
+            send_packed(connection, segment.packed())
         except Exception as exc:  # noqa: BLE001 - a dead writer or an unpicklable output
             with self._lock:
                 # Rows the receiver already counted as lost, when it noticed the writer die
                 # after they were handed over, are not counted again.
-                counted = handed_over and self._writer_lost
+                counted = handed_over and (self._writer_lost or self._generation != generation)
                 if handed_over and not counted:
                     self._unacked_rows -= rows
             if not counted:
@@ -503,44 +531,77 @@ class PredictionLog:
             pass  # the writer is gone already; close() reports what was not written
 
     def _receive(self) -> None:
-        """Apply the writer's acknowledgements; notice when the writer dies."""
-        assert self._connection is not None
+        """Apply the writers' acknowledgements; replace a writer that dies (until close)."""
+        delay = RESTART_DELAY_S
+        while True:
+            connection, process = self._connection, self._process
+            assert connection is not None and process is not None
+            if self._receive_from(connection):
+                return
+            if self._acked:  # it wrote for a while: not a writer that dies at once
+                delay = RESTART_DELAY_S
+            self._writer_died(process, delay)
+            while not self._closing.wait(delay):
+                delay = min(2 * delay, MAX_RESTART_DELAY_S)
+                try:
+                    self._spawn_writer()
+                    break
+                except Exception:  # noqa: BLE001 - e.g. out of processes: try again later
+                    logger.exception("prediction log: the writer could not be restarted")
+            else:
+                return  # closing: nothing to write any more
+            with self._lock:
+                self.writer_restarts += 1
+            logger.warning("prediction log: writer restarted (restart %d)", self.writer_restarts)
+
+    def _receive_from(self, connection: Connection) -> bool:
+        """Messages of one writer until it stops (True) or dies (False)."""
         while True:
             try:
-                if not self._connection.poll(BACKLOG_GRACE_S):
+                if not connection.poll(BACKLOG_GRACE_S):
                     self.keep_up()
                     continue
-                message = self._connection.recv()
+                message = connection.recv()
             except (EOFError, OSError):
-                break
+                return False
             kind = message[0]
             if kind == "done":
                 self._account(message[1], WriteResult(*message[2:]), acknowledged=True)
             elif kind == "flushed":
+                self._acked = True
                 marker = self._flushes.pop(message[1], None)
                 if marker is not None:
                     marker.done.set()
             elif kind == "stopped":
-                return
-        # The pipe closed without "stopped": the writer process died.
-        code = self._process.exitcode if self._process is not None else None
+                return True
+
+    def _writer_died(self, process: BaseProcess, delay: float) -> None:
+        """Count what the dead writer took with it; new calls are dropped until a new one runs."""
+        process.join(1.0)
         with self._lock:
             self._writer_lost = True
             lost, self._unacked_rows = self._unacked_rows, 0
             self._pending_rows -= lost
             self.lost_rows += lost
             self.write_errors += 1 if lost else 0
-        logger.error(
-            "prediction log: the writer process exited (code %s); %d row(s) lost, new "
-            "predictions are dropped and counted until the service restarts",
-            code,
-            lost,
-        )
-        for marker in list(self._flushes.values()):
-            marker.done.set()
+        # Our end of its pipe stays open: the shipper may be sending on it, and a closed file
+        # descriptor could be reused by the next writer's pipe. It closes when dropped.
+        if not self._closed:
+            logger.error(
+                "prediction log: the writer process exited (code %s); %d row(s) lost, new "
+                "predictions are dropped and counted until a new writer runs (in %.0f s)",
+                process.exitcode,
+                lost,
+                delay,
+            )
+        for token in list(self._flushes):
+            marker = self._flushes.pop(token, None)
+            if marker is not None:
+                marker.done.set()
 
     def _account(self, rows: int, result: WriteResult, acknowledged: bool = False) -> None:
         with self._lock:
+            self._acked = self._acked or acknowledged
             self._last_ack = time.monotonic()
             self._pending_rows -= rows
             if acknowledged:
@@ -560,45 +621,73 @@ class PredictionLog:
     # ---------------------------------------------------------------------------- feedback
 
     def record_feedback(
-        self, items: list[tuple[str, float | int | str]], received_at: float
-    ) -> tuple[list[str], list[str]]:
-        """Store labels for known predictions; return (accepted ids, unknown ids), in input order.
+        self, items: Sequence[tuple[str, Any]], received_at: float
+    ) -> FeedbackResult:
+        """Store labels for known predictions; every id is reported in one of four lists.
 
-        Flushes first so a label sent right after its prediction is not reported unknown. A label
-        sent again replaces the previous one (the last in ``items`` wins). Unknown ids are
-        returned, never dropped silently: the caller can tell the client.
+        The policy: a prediction's first label is its label. A later one with the same value is
+        reported ``unchanged``; one with another value is refused and reported as a conflict
+        (never a silent overwrite: whoever labels second cannot change what the next model learns).
+        Within ``items`` the same holds in order. Flushes first, so a label sent right after its
+        prediction is not reported unknown. Unknown ids are reported, never dropped silently.
         """
         if not items:
-            return [], []
+            return FeedbackResult()
         if not self.flush():
             logger.warning("prediction log: flush before feedback timed out; ids may be unknown")
-        labels: dict[str, str] = {}
+        labels: list[tuple[str, str]] = []
         for prediction_id, actual in items:
-            labels.pop(str(prediction_id), None)  # re-insert: keep the position of the last one
             # numpy scalars (np.int64 is no int) become plain Python values for JSON
             value = actual.item() if isinstance(actual, np.generic) else actual
-            labels[str(prediction_id)] = json.dumps(value)
-        ids = list(labels)
+            labels.append((str(prediction_id), json.dumps(value)))
+        for attempt in range(3):
+            try:
+                return self._store_labels(labels, received_at)
+            except IntegrityError:
+                # Another request labelled one of these ids between our read and our insert:
+                # read again, and that label now counts as the first.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _store_labels(self, labels: list[tuple[str, str]], received_at: float) -> FeedbackResult:
+        ids = list(dict.fromkeys(prediction_id for prediction_id, _ in labels))
+        result = FeedbackResult()
         with self._engine.begin() as connection:
             known: set[str] = set()
+            stored: dict[str, str] = {}
             for chunk in _chunks(ids):
                 found = connection.execute(
                     select(predictions.c.id).where(predictions.c.id.in_(chunk))
                 )
                 known.update(str(value) for value in found.scalars())
-            accepted = [i for i in ids if i in known]
-            if accepted:
-                for chunk in _chunks(accepted):
-                    connection.execute(delete(feedback).where(feedback.c.prediction_id.in_(chunk)))
-                connection.execute(
-                    feedback.insert(),
-                    [
-                        {"prediction_id": i, "actual": labels[i], "received_at": float(received_at)}
-                        for i in accepted
-                    ],
+                labelled = connection.execute(
+                    select(feedback.c.prediction_id, feedback.c.actual).where(
+                        feedback.c.prediction_id.in_(chunk)
+                    )
                 )
-        unknown = [i for i in ids if i not in known]
-        return accepted, unknown
+                stored.update((str(row[0]), str(row[1])) for row in labelled)
+            new: list[dict[str, Any]] = []
+            for prediction_id, actual in labels:
+                if prediction_id not in known:
+                    result.unknown.append(prediction_id)
+                elif prediction_id not in stored:
+                    stored[prediction_id] = actual
+                    result.accepted.append(prediction_id)
+                    new.append(
+                        {
+                            "prediction_id": prediction_id,
+                            "actual": actual,
+                            "received_at": float(received_at),
+                        }
+                    )
+                elif _same_label(stored[prediction_id], actual):
+                    result.unchanged.append(prediction_id)
+                else:
+                    result.conflicts.append(prediction_id)
+            if new:
+                connection.execute(feedback.insert(), new)
+        return result
 
     # ------------------------------------------------------------------------------- reads
 
@@ -669,181 +758,8 @@ class PredictionLog:
                 rows = [(row[0], row[1]) for row in connection.execute(oldest)]
             return _features_frame(connection, rows)
 
-    # ------------------------------------------------------------------------------ export
 
-    def export_labelled(
-        self,
-        path: Path,
-        schema: DatasetSchema,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> int:
-        """Write labelled predictions as dataset rows that the ingest stage can append.
+if __name__ == "__main__":  # the CLI's old address: `python -m service.prediction_log export`
+    import runpy
 
-        The file has exactly ``schema.columns`` in order (features, and the target holding the
-        label), integer and boolean columns cast per the schema, CSV or Parquet by suffix. It is
-        written to a temp name and renamed, so ingest never reads half a file; with no labelled
-        rows nothing is written (an empty file would still change the data DVC tracks).
-        """
-        if path.suffix not in EXPORT_SUFFIXES:
-            raise PredictionLogError(f"{path}: export format must be one of {EXPORT_SUFFIXES}")
-        labelled = self.labelled_rows(since, until)
-        if labelled.empty:
-            return 0
-        missing = [name for name in schema.features if name not in labelled.columns]
-        if missing:
-            raise PredictionLogError(
-                f"logged predictions lack feature(s) {', '.join(missing)} of schema "
-                f"{schema.name!r}: were they made by a model of another dataset?"
-            )
-        frame = labelled[schema.features].copy()
-        frame[schema.target] = labelled["actual"]
-        frame = _cast_to_schema(frame[list(schema.columns)], schema)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            if path.suffix == ".parquet":
-                frame.to_parquet(tmp_name, index=False)
-            else:
-                frame.to_csv(tmp_name, index=False)
-            os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide the rows from other users
-            os.replace(tmp_name, path)
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-        return len(frame)
-
-
-def _cast_to_schema(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """Give each column its schema dtype where that loses nothing; else leave it for validate.
-
-    Labels come back from JSON as Python values (an int target may arrive as ``3.0``); a value
-    that is not exactly representable (``2.5`` in an int column) is kept as is so the validate
-    stage reports it with its row, rather than being silently truncated here.
-    """
-    out = frame.copy()
-    for name, spec in schema.columns.items():
-        values = pd.to_numeric(out[name], errors="coerce")
-        bad = out[name][values.isna() & out[name].notna()]
-        if len(bad):
-            raise PredictionLogError(
-                f"column {name!r} holds {len(bad)} non-numeric value(s) (e.g. {bad.iloc[0]!r}); "
-                f"the schema says {spec.dtype}"
-            )
-        if spec.dtype == "float":
-            out[name] = values.astype("float64")
-        elif spec.dtype == "int" and values.notna().all() and (values == values.round()).all():
-            out[name] = values.astype("int64")
-        elif spec.dtype == "bool" and values.isin([0, 1]).all():
-            out[name] = values.astype(bool)
-        else:
-            logger.warning("export: column %r has values that are not %s", name, spec.dtype)
-            out[name] = values
-    return out
-
-
-# ---------------------------------------------------------------------------------- CLI helpers
-
-
-def parse_time(text: str | None) -> float | None:
-    """ISO 8601 date or date-time to epoch seconds; a time without an offset is taken as UTC."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise PredictionLogError(
-            f"{text!r} is not an ISO 8601 time (e.g. 2024-06-01 or 2024-06-01T12:00:00+02:00)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
-
-
-def iso(epoch: float | None) -> str | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
-
-
-def open_existing(url: str) -> PredictionLog:
-    """A PredictionLog on a database the service has already written, for the offline tools.
-
-    A missing SQLite file is reported rather than created: a typo in ``--db`` would otherwise
-    produce an empty log and a misleading "0 rows".
-    """
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise PredictionLogError(f"prediction log database {path} does not exist")
-    log = PredictionLog(url)
-    try:
-        has_table = inspect(log.engine).has_table(predictions.name)
-    except SQLAlchemyError as exc:
-        log.close()
-        raise PredictionLogError(f"cannot open prediction log {redact(url)}: {exc}") from None
-    if not has_table:
-        log.close()
-        raise PredictionLogError(f"{redact(url)} has no predictions table (not a prediction log)")
-    try:
-        check_layout(log.engine, url)
-    except PredictionLogError:
-        log.close()
-        raise
-    return log
-
-
-def load_bundle_schema(bundle: Path) -> DatasetSchema:
-    """The dataset schema a champion bundle was trained on (without loading its model)."""
-    if not bundle.is_dir():
-        raise PredictionLogError(f"bundle directory {bundle} does not exist")
-    try:
-        return load_schema(bundle / SCHEMA_FILE)
-    except ConfigError as exc:
-        raise PredictionLogError(str(exc)) from None
-
-
-app = typer.Typer(add_completion=False, no_args_is_help=True)
-
-
-@app.callback()
-def _cli() -> None:
-    """Offline tools on the prediction log."""
-
-
-@app.command()
-def export(
-    db: str = typer.Option(DEFAULT_DB_URL, "--db", help="SQLAlchemy URL of the prediction log"),
-    bundle: Path = typer.Option(
-        Path("models/champion"), "--bundle", help="champion bundle: its schema.yaml is used"
-    ),
-    out: Path | None = typer.Option(
-        None,
-        "--out",
-        help="output .parquet or .csv",
-        show_default="data/feedback/export-<UTC time>.parquet",
-    ),
-    since: str | None = typer.Option(None, "--since", help="ISO time, inclusive (UTC if naive)"),
-    until: str | None = typer.Option(None, "--until", help="ISO time, exclusive (UTC if naive)"),
-) -> None:
-    """Export labelled predictions as dataset rows for the next retrain (ingest's extra rows)."""
-    if out is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        out = Path("data/feedback") / f"export-{stamp}.parquet"
-    try:
-        schema = load_bundle_schema(bundle)
-        start, end = parse_time(since), parse_time(until)
-        log = open_existing(db)
-        try:
-            count = log.export_labelled(out, schema, since=start, until=end)
-        finally:
-            log.close()
-    except (PredictionLogError, SQLAlchemyError) as exc:
-        typer.echo(f"export failed: {exc}", err=True)
-        raise typer.Exit(1) from None
-    if count:
-        typer.echo(f"exported {count} labelled row(s) to {out}")
-    else:
-        typer.echo("no labelled predictions in the window: nothing written")
-
-
-if __name__ == "__main__":
-    app()
+    runpy.run_module("service.log_export", run_name="__main__")

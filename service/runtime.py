@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,16 +24,19 @@ import orjson
 
 from mloop.bundle import Bundle
 from mloop.metrics import classification_metrics, regression_metrics
+from mloop.models.store import predict_with_proba
 from service import metrics
 from service.call_buffer import CallBuffer, Columns
 from service.codec import RecordCodec, RequestError
 from service.drift import RecentWindow
+from service.label_codec import Label, LabelCodec
 from service.loop_owner import LoopOwner
 from service.model_store import LoadedModel, ModelStore
+from service.prediction_ids import Tags
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from service.prediction_log import PredictionLog
+    from service.prediction_log import FeedbackResult, PredictionLog
 
 log = logging.getLogger("mloop.service")
 GIL_SWITCH_INTERVAL_S = 0.0005
@@ -42,6 +45,17 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 HANDOVER_TIMEOUT_S = 1.0
 NO_MODEL = orjson.dumps(
     {"detail": [{"loc": [], "msg": "no model loaded yet", "type": "not_ready"}]}
+)
+NO_LOG = orjson.dumps(
+    {
+        "detail": [
+            {
+                "loc": [],
+                "msg": "the prediction log is disabled (MLOOP_PREDICTION_LOG_ENABLED)",
+                "type": "unavailable",
+            }
+        ]
+    }
 )
 
 
@@ -54,16 +68,21 @@ class Runtime:
         threadpool_limits(1)
         self.settings = settings
         self.store = ModelStore(
-            settings.bundle_dir, self._codec_for, on_swap=self._swapped, on_failure=self._failed
+            settings.bundle_dir,
+            self._codec_for,
+            self._labels_for,
+            on_swap=self._swapped,
+            on_failure=self._failed,
         )
         self.window: RecentWindow | None = None
         self.prediction_log: PredictionLog | None = None
         self.samples = metrics.HotPathSamples() if settings.metrics_enabled else None
-        # Prediction ids: 64 random bits per process, then a counter (a uuid4 per request costs a
-        # syscall); unique across workers and restarts. The counter is zero-padded, so one
-        # process's ids sort in the order they were made and the log's primary key grows at its end.
+        # Prediction ids (service.prediction_ids): 64 random bits per process, a counter, and 64
+        # random bits per request from a pool drawn in blocks (a syscall per request would cost
+        # ~1 us). Unique across workers and restarts, sorted by the counter, and unguessable.
         self._id_prefix = os.urandom(8).hex() + "-"
         self._request_counter = itertools.count(1)
+        self._tags = Tags()
         # A batch's ids are its request id plus "-<row>": the suffixes are built once, since
         # formatting 10,000 integers per request costs ~0.8 ms against ~0.3 ms for concatenation.
         self._row_suffixes = [f"-{row}" for row in range(settings.max_batch_rows)]
@@ -78,12 +97,15 @@ class Runtime:
         self._drain_lock = threading.Lock()
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
-        self._log_synced = (0, 0)
+        self._log_synced = (0, 0, 0)
         self._quality_lock = threading.Lock()
 
     # ------------------------------------------------------------------ model lifecycle
     def _codec_for(self, bundle: Bundle) -> RecordCodec:
         return RecordCodec(bundle.schema, self.settings.max_batch_rows, self.settings.out_of_range)
+
+    def _labels_for(self, bundle: Bundle) -> LabelCodec:
+        return LabelCodec(bundle.schema, bundle.classes, self.settings.max_feedback_items)
 
     def _swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:
         meta = new.bundle.meta
@@ -133,24 +155,34 @@ class Runtime:
         ):
             predictor = bundle.batch_predictor
         started = time.perf_counter()
-        outputs = predictor.predict(features)
+        if model.classifier:
+            outputs, proba = predict_with_proba(predictor, features)
+        else:
+            outputs, proba = predictor.predict(features), None
         model_seconds = time.perf_counter() - started
 
         version = model.version
         number = next(self._request_counter)
-        base = f"{self._id_prefix}{number:012x}"  # prediction_ids.request_id, inlined
+        tags = self._tags.pool
+        tag = (tags or self._tags.refill()).pop()
+        base = f"{self._id_prefix}{number:012x}{tag:016x}"  # prediction_ids.request_id, inlined
         single = batch.single
         if self.calls is not None:
             add: Callable[..., None] = self.calls.add
             if in_worker:  # only the loop's thread writes the buffer: hand the rows over
                 add = functools.partial(self.owner.call_soon, add)
             names = model.codec.features
-            add(version, number, single, features, names, outputs, model_seconds, time.time())
+            add(version, number, tag, single, features, names, outputs, model_seconds, time.time())
+        payload: dict[str, Any]
         if single:
             payload = {"id": base, "prediction": outputs[0].item(), "model_version": version}
+            if proba is not None:
+                payload["probabilities"] = proba[0]
         else:
             ids = [base + suffix for suffix in self._row_suffixes[: len(outputs)]]
             payload = {"model_version": version, "ids": ids, "predictions": outputs}
+            if proba is not None:
+                payload["probabilities"] = proba
         return 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def predict_in_worker(self, body: bytes) -> tuple[int, bytes]:
@@ -164,15 +196,47 @@ class Runtime:
                 metrics.feature_out_of_range.labels(name).inc(count)
 
     # ------------------------------------------------------------------ feedback and quality
-    def feedback(self, items: list[tuple[str, float | int | str]]) -> tuple[list[str], list[str]]:
+    def feedback_body(self, body: bytes) -> tuple[int, bytes]:
+        """Answer one ``/feedback`` body (in a worker thread): decode, check, store, count."""
+        model = self.store.current
+        if model is None:
+            return 503, NO_MODEL
+        if self.prediction_log is None:
+            return 503, NO_LOG
+        try:
+            items = model.labels.decode(body)
+        except RequestError as exc:
+            return exc.status, orjson.dumps({"detail": exc.detail})
+        result = self.feedback(items)
+        return 200, orjson.dumps(
+            {
+                "accepted": len(result.accepted),
+                "unchanged": len(result.unchanged),
+                "unknown_ids": result.unknown,
+                "conflicting_ids": result.conflicts,
+            }
+        )
+
+    def feedback(self, items: list[tuple[str, Label]]) -> FeedbackResult:
+        """Store checked labels (see ``PredictionLog.record_feedback`` for the policy)."""
         if self.prediction_log is None:
             raise RuntimeError("the prediction log is disabled (MLOOP_PREDICTION_LOG_ENABLED)")
         self.drain()  # a label may follow its prediction within the second: log it first
-        accepted, unknown = self.prediction_log.record_feedback(items, time.time())
-        metrics.feedback_rows.labels("accepted").inc(len(accepted))
-        metrics.feedback_rows.labels("unknown_id").inc(len(unknown))
-        self.update_quality()
-        return accepted, unknown
+        result = self.prediction_log.record_feedback(items, time.time())
+        for outcome, ids in (
+            ("accepted", result.accepted),
+            ("unchanged", result.unchanged),
+            ("unknown_id", result.unknown),
+            ("conflict", result.conflicts),
+        ):
+            metrics.feedback_rows.labels(outcome).inc(len(ids))
+        try:
+            self.update_quality()
+        except (
+            Exception
+        ):  # noqa: BLE001 - the labels are stored: the gauges may lag, not the answer
+            log.exception("live quality update failed")
+        return result
 
     def update_quality(self) -> None:
         """Live error of the labels received in the quality window, per model version."""
@@ -189,10 +253,18 @@ class Runtime:
                     values = regression_metrics(actual, predicted)
                     wanted = ("rmse", "mae")
                 else:
-                    values = classification_metrics(actual, predicted, None)
+                    # the served model's classes decide binary or macro-averaged multiclass
+                    values = classification_metrics(actual, predicted, None, model.bundle.classes)
                     wanted = ("accuracy", "f1")
                 for name in wanted:
                     metrics.live_error.labels(str(version), name).set(values[name])
+
+    def log_status(self) -> str:
+        """The prediction log for /ready: ok, down (its writer died; restarting) or disabled."""
+        if not self.settings.prediction_log_enabled:
+            return "disabled"
+        plog = self.prediction_log
+        return "ok" if plog is not None and plog.running else "down"
 
     # ------------------------------------------------------------------ background work
     def start(self) -> None:
@@ -280,9 +352,12 @@ class Runtime:
             # The call buffer only drops if this thread stalls; those rows never reach the log.
             buffered_drops = self.calls.dropped_rows if self.calls is not None else 0
             written, dropped = plog.written_rows, plog.dropped_rows + buffered_drops
+            restarts = plog.writer_restarts
             metrics.log_written.inc(written - self._log_synced[0])
             metrics.log_dropped.inc(dropped - self._log_synced[1])
-            self._log_synced = (written, dropped)
+            metrics.log_writer_restarts.inc(restarts - self._log_synced[2])
+            metrics.log_writer_up.set(1 if plog.running else 0)
+            self._log_synced = (written, dropped, restarts)
             buffered = self.calls.rows if self.calls is not None else 0
             metrics.log_queue_depth.set(plog.queue_depth() + buffered)
             if refresh_quality:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 
+from mloop import sources
 from mloop.bundle import write_bundle
 from mloop.config import CandidateSpec, load_schema
 from mloop.models import build_candidate
@@ -27,7 +28,10 @@ from mloop.reference import compute_reference
 
 REPO = Path(__file__).resolve().parents[2]
 DIABETES_SCHEMA = REPO / "datasets/diabetes.yaml"
+IRIS_SCHEMA = REPO / "datasets/iris.yaml"
 ADMIN_TOKEN = "test-token-" + "x" * 8
+FEEDBACK_TOKEN = "feedback-token-" + "y" * 8
+FEEDBACK_AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
 
 
 def diabetes_rows() -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -45,27 +49,34 @@ def make_bundle(
     schema_file: Path = DIABETES_SCHEMA,
     latency: dict[str, Any] | None = None,
 ) -> Path:
-    """Train a small model and publish it as a champion bundle with mloop's own writer."""
+    """Train a small model and publish it as a champion bundle with mloop's own writer.
+
+    Any schema with a bundled source (diabetes, iris, ...)."""
     schema = load_schema(schema_file)
-    frame = load_diabetes(as_frame=True).frame if schema.name == "diabetes" else None
-    assert frame is not None, "only the diabetes schema is used by these tests"
-    X, y = frame[schema.features].to_numpy(), frame["target"].to_numpy() + target_offset
-    spec = CandidateSpec(kind=kind, regression=hyperparameters or {})  # type: ignore[arg-type]
+    assert schema.source.name is not None, "a bundled source"
+    frame = sources.BUNDLED[schema.source.name]()
+    X, y = frame[schema.features].to_numpy(), frame[schema.target].to_numpy()
+    if schema.task == "regression":
+        y = y + target_offset
+    settings = {schema.task: hyperparameters or {}}
+    spec = CandidateSpec(kind=kind, **settings)  # type: ignore[arg-type]
     estimator = build_candidate(spec, schema.task, seed=0).fit(X, y)
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = Path(scratch) / "model"
         save_native(estimator, model_dir, schema.task, schema.features)
         served, _ = export_onnx(estimator, X, model_dir, atol=1e-5, rtol=1e-5)
         reference = Path(scratch) / "reference_stats.json"
-        frame = frame.assign(target=y)
-        reference.write_text(json.dumps(compute_reference(frame, schema.features, "target", 10)))
+        frame = frame.assign(**{schema.target: y})
+        reference.write_text(
+            json.dumps(compute_reference(frame, schema.features, schema.target, 10))
+        )
         write_bundle(
             destination,
             model_dir=model_dir,
             schema_file=schema_file,
             reference_file=reference,
             meta={
-                "registered_model": "mloop-diabetes",
+                "registered_model": f"mloop-{schema.name}",
                 "version": version,
                 "candidate": kind,
                 "kind": kind,
@@ -73,7 +84,7 @@ def make_bundle(
                 "task": schema.task,
                 "target": schema.target,
                 "features": schema.features,
-                "metrics": {"rmse": 1.0},
+                "metrics": {"rmse": 1.0} if schema.task == "regression" else {"f1": 0.9},
                 "trained_at": "2026-01-01T00:00:00+00:00",
                 "promoted_at": "2026-01-01T00:00:00+00:00",
                 "git_commit": "0" * 40,
@@ -104,7 +115,11 @@ class Server:
         return self.log_path.read_text() if self.log_path else ""
 
 
-def start_server(tmp: Path, bundle: Path, workers: int = 1, **env_overrides: str) -> Server:
+def start_server(
+    tmp: Path, bundle: Path, workers: int = 1, ready: bool = True, **env_overrides: str
+) -> Server:
+    """A real ``python -m service`` process; returns once /ready is 200 (``ready``) or, without
+    ``ready``, once it answers at all (/health)."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -112,6 +127,7 @@ def start_server(tmp: Path, bundle: Path, workers: int = 1, **env_overrides: str
             "MLOOP_BUNDLE_DIR": str(bundle),
             "MLOOP_PREDICTION_LOG_URL": f"sqlite:///{tmp / 'predictions.db'}",
             "MLOOP_ADMIN_TOKEN": ADMIN_TOKEN,
+            "MLOOP_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
             "MLOOP_WATCH_INTERVAL_S": "0.2",
             "MLOOP_HOUSEKEEPING_INTERVAL_S": "0.2",
             "MLOOP_MAX_BATCH_ROWS": "50",
@@ -136,7 +152,8 @@ def start_server(tmp: Path, bundle: Path, workers: int = 1, **env_overrides: str
         if process.poll() is not None:
             raise RuntimeError(f"server exited {process.returncode}:\n{server.output()}")
         try:
-            if httpx.get(f"{server.url}/ready", timeout=1).status_code == 200:
+            path = "/ready" if ready else "/health"
+            if httpx.get(f"{server.url}{path}", timeout=1).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

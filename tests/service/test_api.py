@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 
 import pytest
 
-from tests.service.service_fixtures import ADMIN_TOKEN, Server, diabetes_rows, valid_record
+from tests.service.service_fixtures import (
+    ADMIN_TOKEN,
+    FEEDBACK_AUTH,
+    Server,
+    diabetes_rows,
+    valid_record,
+)
 
 
 def test_single_record_returns_one_prediction_with_id_and_version(server: Server) -> None:
@@ -113,7 +118,9 @@ def test_oversized_batch_is_a_413(server: Server) -> None:
 def test_ops_endpoints(server: Server) -> None:
     with server.client() as client:
         assert client.get("/health").json() == {"status": "ok"}
-        assert client.get("/ready").json() == {"status": "ready", "model_version": "1"}
+        assert client.get("/ready").json() == {
+            "status": "ready", "model_version": "1", "prediction_log": "ok"
+        }  # fmt: skip
         model = client.get("/model").json()
         assert model["version"] == "1" and model["registered_model"] == "mloop-diabetes"
         assert model["git_commit"] == "0" * 40 and model["data_md5"] == "0" * 32
@@ -132,7 +139,7 @@ def test_reload_requires_the_bearer_token(server: Server) -> None:
 
 
 def test_feedback_accepts_known_ids_and_reports_unknown_ones(server: Server) -> None:
-    with server.client() as client:
+    with server.client(headers=FEEDBACK_AUTH) as client:
         answer = client.post("/predict", json=valid_record()).json()
         first = answer["id"]
         batch = client.post("/predict", json=[valid_record()] * 2).json()
@@ -143,7 +150,9 @@ def test_feedback_accepts_known_ids_and_reports_unknown_ones(server: Server) -> 
                             {"id": "no-such-id", "actual": 1.0}]},
         )  # fmt: skip
         assert response.status_code == 200, response.text
-        assert response.json() == {"accepted": 2, "unknown_ids": ["no-such-id"]}
+        assert response.json() == {
+            "accepted": 2, "unchanged": 0, "unknown_ids": ["no-such-id"], "conflicting_ids": []
+        }  # fmt: skip
         assert client.post("/feedback", json={"items": []}).status_code == 422
         assert client.post("/feedback", json={"items": [{"id": first}]}).status_code == 422
         metrics = client.get("/metrics").text

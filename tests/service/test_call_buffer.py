@@ -10,16 +10,23 @@ from service.prediction_ids import request_id
 PREFIX = "cafe-"
 
 
+def tag(number: int) -> int:
+    """A request's random tag, made up: any 64-bit value travels with its number."""
+    return (number * 0x9E3779B97F4A7C15 + 1) % 2**64
+
+
 def add(buffer: CallBuffer, version: str, first: int, rows: int, names: list[str]) -> None:
     """Request number ``first``: one record if ``rows`` is 1, else a list of ``rows`` records."""
     features = np.arange(first, first + rows, dtype=float)[:, None].repeat(len(names), axis=1)
     outputs = np.arange(first, first + rows, dtype=float) / 2
-    buffer.add(version, first, rows == 1, features, names, outputs, 0.001 * rows, 100.0 + first)
+    buffer.add(
+        version, first, tag(first), rows == 1, features, names, outputs, 0.001 * rows, 100.0 + first
+    )
 
 
 def answered_ids(first: int, rows: int) -> list[str]:
     """The ids ``/predict`` answers request ``first`` with."""
-    base = request_id(PREFIX, first)
+    base = request_id(PREFIX, first, tag(first))
     return [base] if rows == 1 else [f"{base}-{row}" for row in range(rows)]
 
 
@@ -48,14 +55,14 @@ def test_calls_come_out_once_in_order_as_columns() -> None:
 def test_a_list_of_one_record_keeps_its_row_suffix() -> None:
     buffer = CallBuffer(max_rows=100, id_prefix=PREFIX)
     row, output = np.zeros((1, 1)), np.zeros(1)
-    buffer.add("1", 10, True, row, ["x"], output, 0.0, 1.0)
-    buffer.add("1", 11, False, row, ["x"], output, 0.0, 1.0)  # [{...}]: a batch of one
-    buffer.add("1", 12, True, row, ["x"], output, 0.0, 1.0)
+    buffer.add("1", 10, 0xFF, True, row, ["x"], output, 0.0, 1.0)
+    buffer.add("1", 11, 2**64 - 1, False, row, ["x"], output, 0.0, 1.0)  # [{...}]: a batch of one
+    buffer.add("1", 12, 0, True, row, ["x"], output, 0.0, 1.0)
     (segment,) = buffer.take()
     assert segment.packed().ids() == [
-        "cafe-00000000000a",
-        "cafe-00000000000b-0",
-        "cafe-00000000000c",
+        "cafe-00000000000a00000000000000ff",
+        "cafe-00000000000bffffffffffffffff-0",
+        "cafe-00000000000c0000000000000000",
     ]
 
 
@@ -63,7 +70,7 @@ def test_other_feature_names_or_output_types_start_a_new_segment() -> None:
     buffer = CallBuffer(max_rows=100, id_prefix=PREFIX)
     add(buffer, "1", 0, 2, ["x"])
     add(buffer, "1", 2, 1, ["z"])
-    buffer.add("1", 3, True, np.zeros((1, 1)), ["z"], np.array(["yes"]), 0.0, 1.0)
+    buffer.add("1", 3, 0, True, np.zeros((1, 1)), ["z"], np.array(["yes"]), 0.0, 1.0)
     segments = buffer.take()
     assert [(s.names, s.rows, s.outputs.dtype.kind) for s in segments] == [
         (["x"], 2, "f"), (["z"], 1, "f"), (["z"], 1, "U"),
@@ -85,10 +92,10 @@ def test_a_full_buffer_drops_and_counts_until_taken() -> None:
 def test_outputs_of_any_layout_and_object_labels_come_back_as_sent() -> None:
     buffer = CallBuffer(max_rows=100, id_prefix=PREFIX)
     strided = np.arange(6.0)[::2]  # a view with no contiguous buffer
-    buffer.add("1", 1, False, np.zeros((3, 1)), ["x"], strided, 0.0, 1.0)
+    buffer.add("1", 1, 0, False, np.zeros((3, 1)), ["x"], strided, 0.0, 1.0)
     labels = np.array(["low", None], dtype=object)
-    buffer.add("1", 2, False, np.ones((2, 1)), ["x"], labels, 0.0, 1.0)
-    buffer.add("1", 3, True, np.ones((1, 1)), ["x"], np.array(["high"], dtype=object), 0.0, 1.0)
+    buffer.add("1", 2, 0, False, np.ones((2, 1)), ["x"], labels, 0.0, 1.0)
+    buffer.add("1", 3, 0, True, np.ones((1, 1)), ["x"], np.array(["high"], dtype=object), 0.0, 1.0)
     numbers, objects = buffer.take()
     np.testing.assert_array_equal(numbers.outputs, [0.0, 2.0, 4.0])
     assert objects.outputs.tolist() == ["low", None, "high"]

@@ -70,3 +70,36 @@ def test_overflowing_number_is_refused_under_either_policy(
     assert caught.value.status == 422
     assert caught.value.detail[0]["loc"] == (["body", 0, "s1"] if batch else ["body", "s1"])
     assert caught.value.detail[0]["msg"] == "Number out of range"  # msgspec's words, while parsing
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one-record", "batch"])
+def test_a_repeated_key_is_refused_not_resolved(schema: DatasetSchema, batch: bool) -> None:
+    one = orjson.dumps(record(schema)).decode()
+    repeated = one[:-1] + ',"bmi":0.3}'  # bmi twice: 0.01, then 0.3
+    body = f"[{one},{repeated}]" if batch else repeated
+    with pytest.raises(RequestError) as caught:
+        codec(schema, "reject").decode(body.encode())
+    assert caught.value.status == 422
+    assert caught.value.detail[0]["loc"] == (["body", 1, "bmi"] if batch else ["body", "bmi"])
+    assert caught.value.detail[0]["type"] == "duplicate_key"
+
+
+def test_names_with_colons_take_the_exact_check_and_pass(schema: DatasetSchema) -> None:
+    columns = {"ratio a:b": {"dtype": "float"}, "time: s": {"dtype": "float"}}
+    odd = DatasetSchema.model_validate(
+        {**schema.model_dump(), "columns": {**columns, "target": {"dtype": "float"}}}
+    )
+    decoded = codec(odd, "reject").decode(b'{"ratio a:b": 1.5, "time: s": 2}')
+    assert decoded.features.tolist() == [[1.5, 2.0]]
+    with pytest.raises(RequestError):
+        codec(odd, "reject").decode(b'{"ratio a:b": 1.5, "time: s": 2, "time: s": 3}')
+
+
+def test_whitespace_and_escapes_do_not_fool_the_count(schema: DatasetSchema) -> None:
+    names = schema.features
+    body = "{ " + " ,\n".join(f'"{n}" :  0.01' for n in names) + "}"
+    assert codec(schema, "reject").decode(body.encode()).features.shape == (1, len(names))
+    escaped = body[:-1] + ', "\\u0062mi": 0.2}'  # "bmi" spelt with an escape, a second time
+    with pytest.raises(RequestError) as caught:
+        codec(schema, "reject").decode(escaped.encode())
+    assert caught.value.detail[0]["type"] == "duplicate_key"

@@ -51,7 +51,9 @@ def buffered(calls: list[tuple[str, float, list[Any]]]) -> list[Columns]:
     for index, (version, seconds, outputs) in enumerate(calls):
         rows = len(outputs)
         features = np.full((rows, 2), float(index))
-        buffer.add(version, index, False, features, ["a", "b"], np.asarray(outputs), seconds, 1.0)
+        buffer.add(
+            version, index, 0, False, features, ["a", "b"], np.asarray(outputs), seconds, 1.0
+        )
     return buffer.take()
 
 

@@ -87,7 +87,7 @@ def test_a_consumer_thread_takes_every_call_exactly_once(running: LoopThread) ->
     async def produce() -> None:
         row = np.zeros((1, 2))
         for index in range(calls):
-            buffer.add("1", index, True, row, ["a", "b"], np.array([0.5]), 0.0, 1.0)
+            buffer.add("1", index, 7 * index, True, row, ["a", "b"], np.array([0.5]), 0.0, 1.0)
             if index % 50 == 0:
                 await asyncio.sleep(0)  # other callbacks (the takes) run between requests
 
@@ -103,5 +103,5 @@ def test_a_consumer_thread_takes_every_call_exactly_once(running: LoopThread) ->
     for segment in running.owner.run(buffer.take, 5.0, []):
         ids.extend(segment.packed().ids())
         rows += segment.rows
-    assert rows == calls and ids == [request_id("p-", index) for index in range(calls)]
+    assert rows == calls and ids == [request_id("p-", index, 7 * index) for index in range(calls)]
     assert buffer.dropped_rows == 0

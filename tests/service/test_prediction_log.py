@@ -21,8 +21,9 @@ from mloop import bundle as mloop_bundle
 from mloop.config import DatasetSchema
 from mloop.ingest import read_extra_rows
 from mloop.validate import check
-from service import prediction_log
-from service.prediction_log import SQLITE_PAGE_BYTES, PredictionLog, parse_time
+from service import log_export, prediction_log
+from service.log_export import export_labelled, parse_time
+from service.prediction_log import SQLITE_PAGE_BYTES, PredictionLog
 
 REPO = Path(__file__).resolve().parents[2]
 DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
@@ -85,8 +86,8 @@ def test_records_survive_a_restart(
         np.testing.assert_array_equal(
             logged.to_numpy(), diabetes_frame[features].iloc[:8].to_numpy()
         )
-        accepted, unknown = second.record_feedback([(ids[0], 151.0)], received_at=T0 + 60)
-        assert (accepted, unknown) == ([ids[0]], [])
+        result = second.record_feedback([(ids[0], 151.0)], received_at=T0 + 60)
+        assert (result.accepted, result.unknown) == ([ids[0]], [])
         labelled = second.labelled_rows()
         assert labelled[["prediction_id", "model_version", "created_at"]].values.tolist() == [
             [ids[0], "3", T0]
@@ -121,23 +122,28 @@ def test_full_queue_drops_the_whole_call_without_blocking(plog_db: Path) -> None
     assert log.dropped_rows == 5, "a closed log drops (and counts) instead of queueing forever"
 
 
-def test_feedback_reports_unknown_ids_and_replaces_labels(
+def test_feedback_reports_unknown_ids_and_keeps_the_first_label(
     plog_log: PredictionLog, diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
 ) -> None:
-    ids = record_rows(plog_log, diabetes_frame.iloc[:3], diabetes_schema.features, "p")
+    ids = record_rows(plog_log, diabetes_frame.iloc[:4], diabetes_schema.features, "p")
     # No flush here: record_feedback must see predictions recorded a moment ago.
-    accepted, unknown = plog_log.record_feedback(
+    result = plog_log.record_feedback(
         [(ids[0], 100.0), ("nope", 1.0), (ids[2], 50), ("nope-2", "x")], received_at=T0 + 5
     )
-    assert accepted == [ids[0], ids[2]]
-    assert unknown == ["nope", "nope-2"]
+    assert result.accepted == [ids[0], ids[2]]
+    assert result.unknown == ["nope", "nope-2"]
+    assert result.conflicts == result.unchanged == []
 
-    accepted, unknown = plog_log.record_feedback([(ids[0], 120.5)], received_at=T0 + 9)
-    assert (accepted, unknown) == ([ids[0]], [])
+    # A second label: the same value is "unchanged", another value a conflict; neither writes.
+    result = plog_log.record_feedback(
+        [(ids[0], 120.5), (ids[2], 50.0), (ids[3], 7.0), (ids[3], 8.0)], received_at=T0 + 9
+    )
+    assert result.accepted == [ids[3]], "a new id is stored, the first of its labels"
+    assert result.unchanged == [ids[2]] and result.conflicts == [ids[0], ids[3]]
     labelled = plog_log.labelled_rows()
-    assert labelled["prediction_id"].tolist() == [ids[0], ids[2]]
-    assert labelled["actual"].tolist() == [120.5, 50]
-    assert plog_log.record_feedback([], received_at=T0) == ([], [])
+    assert labelled["prediction_id"].tolist() == [ids[0], ids[2], ids[3]]
+    assert labelled["actual"].tolist() == [100.0, 50, 7.0]
+    assert plog_log.record_feedback([], received_at=T0) == prediction_log.FeedbackResult()
 
 
 def test_windows_are_half_open_on_prediction_time(
@@ -160,7 +166,7 @@ def test_windows_are_half_open_on_prediction_time(
 def test_class_labels_round_trip(plog_log: PredictionLog) -> None:
     outputs = np.array(["yes", "no"], dtype=object)
     assert plog_log.record("2", ["c1", "c2"], np.eye(2), ["a", "b"], outputs, T0)
-    assert plog_log.record_feedback([("c1", "no"), ("c2", 1)], T0) == (["c1", "c2"], [])
+    assert plog_log.record_feedback([("c1", "no"), ("c2", 1)], T0).accepted == ["c1", "c2"]
     labelled = plog_log.labelled_rows()
     assert labelled["prediction"].tolist() == ["yes", "no"]
     assert labelled["actual"].tolist() == ["no", 1]
@@ -180,11 +186,14 @@ def test_export_round_trips_into_the_ingest_stage(
     ids = record_rows(plog_log, rows, features, "e")
     record_rows(plog_log, diabetes_frame.iloc[40:50], features, "unlabelled-")
     labels = rows[target].tolist()
-    assert plog_log.record_feedback(list(zip(ids, labels)), T0 + 1) == (ids, [])
+    assert plog_log.record_feedback(list(zip(ids, labels)), T0 + 1).accepted == ids
 
     feedback_dir = tmp_path / "data" / "feedback"
     out = feedback_dir / f"export-20240601T120000{suffix}"
-    assert plog_log.export_labelled(out, diabetes_schema) == 40
+    quarantine = tmp_path / "data" / "quarantine"
+    result = export_labelled(plog_log, out, diabetes_schema, quarantine_dir=quarantine)
+    assert (result.exported, result.quarantined) == (40, 0)
+    assert not quarantine.exists(), "nothing to quarantine: no file"
     assert [p.name for p in feedback_dir.iterdir()] == [out.name], "no temp file left behind"
 
     frame, used = read_extra_rows(feedback_dir, list(diabetes_schema.columns))
@@ -196,8 +205,41 @@ def test_export_round_trips_into_the_ingest_stage(
         typed.reset_index(drop=True), expected, check_exact=suffix != ".csv"
     )
 
-    empty = plog_log.export_labelled(tmp_path / "none.parquet", diabetes_schema, since=T0 + 10)
-    assert empty == 0 and not (tmp_path / "none.parquet").exists()
+    empty = export_labelled(plog_log, tmp_path / "none.parquet", diabetes_schema, since=T0 + 10)
+    assert empty.exported == 0 and not (tmp_path / "none.parquet").exists()
+
+
+def test_export_quarantines_rows_that_violate_the_schema(
+    tmp_path: Path,
+    plog_log: PredictionLog,
+    diabetes_frame: pd.DataFrame,
+    diabetes_schema: DatasetSchema,
+) -> None:
+    # Labels stored by an older service (or features logged under the "flag" policy): one bad
+    # row must not stop the retrain at validate, and must not vanish unreported either.
+    features, target = diabetes_schema.features, diabetes_schema.target
+    rows = diabetes_frame.iloc[:6]
+    ids = record_rows(plog_log, rows, features, "q")
+    labels: list[object] = rows[target].tolist()
+    labels[1] = 5000.0  # out of the target's range [0, 400]
+    labels[4] = "high"  # not a number
+    assert plog_log.record_feedback(list(zip(ids, labels)), T0 + 1).accepted == ids
+    feedback_dir, quarantine = tmp_path / "data" / "feedback", tmp_path / "data" / "quarantine"
+    out = feedback_dir / "export.parquet"
+
+    result = export_labelled(plog_log, out, diabetes_schema, quarantine_dir=quarantine)
+
+    assert (result.exported, result.quarantined) == (4, 2)
+    frame, _ = read_extra_rows(feedback_dir, list(diabetes_schema.columns))
+    assert check(frame, diabetes_schema)[1] == [], "only valid rows reach ingest"
+    assert len(frame) == 4
+    rejected = pd.read_csv(quarantine / "export.rejected.csv")
+    assert rejected["prediction_id"].tolist() == [ids[1], ids[4]]
+    report = orjson.loads((quarantine / "export.report.json").read_bytes())
+    assert report["quarantined"] == 2 and report["exported"] == 4
+    reasons = {(v["column"], v["rule"]) for v in report["violations"]}
+    assert ("target", "not a number") in reasons
+    assert any(column == "target" and "less_than_or_equal_to" in rule for column, rule in reasons)
 
 
 def test_export_casts_integer_columns_per_schema(plog_log: PredictionLog, tmp_path: Path) -> None:
@@ -217,7 +259,7 @@ def test_export_casts_integer_columns_per_schema(plog_log: PredictionLog, tmp_pa
     features = np.array([[3.0, 70.5], [1.0, 20.0]])
     assert plog_log.record("1", ["i1", "i2"], features, ["rooms", "area"], np.array([1, 0]), T0)
     plog_log.record_feedback([("i1", 1), ("i2", 0.0)], T0)
-    assert plog_log.export_labelled(tmp_path / "rows.csv", schema) == 2
+    assert export_labelled(plog_log, tmp_path / "rows.csv", schema).exported == 2
     frame = pd.read_csv(tmp_path / "rows.csv")
     assert list(frame.columns) == ["rooms", "area", "label"]
     assert frame.dtypes.astype(str).tolist() == ["int64", "float64", "int64"]
@@ -344,25 +386,33 @@ def test_the_writer_only_goes_idle_class_when_it_can_come_back() -> None:
     assert unprivileged.stdout.strip() == "False", unprivileged.stderr
 
 
-def test_a_dead_writer_process_is_reported_and_new_rows_are_dropped(plog_db: Path) -> None:
+def test_a_dead_writer_process_is_reported_then_restarted(plog_db: Path) -> None:
     log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
     log.start()
     try:
         names, row = ["x"], np.ones((1, 1))
         assert log.record("1", ["before"], row, names, np.array([1.0]), T0)
         assert log.flush() and log.written_rows == 1
-        assert log._process is not None and log._process.pid is not None
-        os.kill(log._process.pid, signal.SIGKILL)
-        log._process.join(5)
+        first = log._process
+        assert first is not None and first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        first.join(5)
         deadline = time.monotonic() + 5
         while log.running and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not log.running, "a killed writer is noticed"
-        assert not log.record("1", ["after"], row, names, np.array([2.0]), T0)
+        assert not log.record("1", ["while-down"], row, names, np.array([2.0]), T0)
         assert log.dropped_rows == 1 and log.queue_depth() == 0
+        deadline = time.monotonic() + 10
+        while not log.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.running and log.writer_restarts == 1, "a new writer replaces the dead one"
+        assert log._process is not first
+        assert log.record("1", ["after"], row, names, np.array([3.0]), T0)
+        assert log.flush() and log.written_rows == 2
     finally:
-        log.close(timeout=2)
-    assert stored_ids(plog_db) == ["before"]
+        log.close(timeout=5)
+    assert stored_ids(plog_db) == ["after", "before"]
 
 
 def test_a_shipment_lost_with_its_writer_is_counted_once(plog_db: Path) -> None:
@@ -402,8 +452,8 @@ def test_in_memory_sqlite_is_written_in_process(tmp_path: Path) -> None:
         names = ["x"]
         assert log.record("1", ["m1", "m2"], np.ones((2, 1)), names, np.array([1.0, 2.0]), T0)
         assert log.flush() and log.written_rows == 2
-        accepted, unknown = log.record_feedback([("m1", 1.5), ("nope", 0.0)], T0 + 1)
-        assert accepted == ["m1"] and unknown == ["nope"]
+        result = log.record_feedback([("m1", 1.5), ("nope", 0.0)], T0 + 1)
+        assert result.accepted == ["m1"] and result.unknown == ["nope"]
     finally:
         assert log.close()
 
@@ -462,7 +512,7 @@ def test_export_cli(
 
 def test_bundle_file_names_match_mloop() -> None:
     for name in ("SCHEMA_FILE", "REFERENCE_FILE", "META_FILE"):
-        assert getattr(prediction_log, name) == getattr(mloop_bundle, name)
+        assert getattr(log_export, name) == getattr(mloop_bundle, name)
 
 
 def test_large_shipments_are_inserted_many_rows_per_statement(plog_db: Path) -> None:
@@ -513,7 +563,7 @@ def test_a_log_of_the_older_layout_is_refused_and_left_alone(plog_db: Path) -> N
         log.start()
     log.close()
     with pytest.raises(prediction_log.PredictionLogError, match="older table layout"):
-        prediction_log.open_existing(f"sqlite:///{plog_db}")
+        log_export.open_existing(f"sqlite:///{plog_db}")
     with sqlite3.connect(plog_db) as connection:
         assert connection.execute("SELECT * FROM predictions").fetchall() == [
             ("old", 1.0, "1", '{"x":1}', "2")

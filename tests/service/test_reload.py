@@ -139,3 +139,87 @@ def test_bundle_with_other_features_is_refused(live: tuple[Server, Path], tmp_pa
         assert refused.status_code == 409 and "features differ" in refused.json()["detail"]
         assert client.get("/model").json()["version"] == before
         assert client.post("/predict", json=valid_record()).status_code == 200
+
+
+def failures(server: Server) -> float:
+    with server.client() as client:
+        text = client.get("/metrics").text
+    line = next(
+        (
+            x
+            for x in text.splitlines()
+            if x.startswith('mloop_model_reloads_total{result="failure"}')
+        ),
+        None,
+    )
+    return float(line.split()[-1]) if line else 0.0
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "reason"),
+    [
+        ("bundle.json", "123", "bundle.json is not a JSON object"),
+        ("bundle.json", "null", "bundle.json is not a JSON object"),
+        ("reference_stats.json", "[]", "reference_stats.json is malformed"),
+    ],
+    ids=["meta-number", "meta-null", "reference-list"],
+)
+def test_a_malformed_bundle_is_refused_counted_and_the_watcher_keeps_going(
+    live: tuple[Server, Path], tmp_path: Path, file: str, content: str, reason: str
+) -> None:
+    server, bundle = live
+    with server.client() as client:
+        before = client.get("/model").json()["version"]
+    counted = failures(server)
+    staged = make_bundle(bundle.parent / ".champion.malformed", version="77")
+    (staged / file).write_text(content, encoding="utf-8")
+    swap_in(bundle, staged)
+    threading.Event().wait(0.6)  # watcher ticks: it refuses the bundle (once) and lives on
+    with server.client() as client:
+        refused = client.post("/admin/reload", headers=AUTH)
+        assert refused.status_code == 409, refused.text
+        assert reason in refused.json()["detail"]
+        assert client.get("/model").json()["version"] == before
+        assert client.post("/predict", json=valid_record()).status_code == 200
+    assert failures(server) >= counted + 2, "the watcher's refusal and the admin's both count"
+    replacement = str(int(before) + 100)
+    make_bundle(bundle, version=replacement)  # the watcher, still alive, picks it up
+    wait_for_version(server, replacement)
+
+
+def test_a_model_file_from_another_bundle_is_refused(
+    live: tuple[Server, Path], tmp_path: Path
+) -> None:
+    """The audit's case: another candidate's model.onnx copied in under the served version."""
+    server, bundle = live
+    with server.client() as client:
+        before = client.get("/model").json()["version"]
+    other = make_bundle(tmp_path / "other", version="5", target_offset=1000.0)
+    staged = bundle.parent / ".champion.copied"
+    shutil.copytree(bundle, staged)
+    shutil.copyfile(other / "model" / "model.onnx", staged / "model" / "model.onnx")
+    swap_in(bundle, staged)
+    with server.client() as client:
+        refused = client.post("/admin/reload", headers=AUTH)
+        assert refused.status_code == 409
+        assert "model/model.onnx does not match its recorded sha256" in refused.json()["detail"]
+        assert client.get("/model").json()["version"] == before
+
+
+def test_without_a_model_ready_names_no_path_or_library_error(tmp_path: Path) -> None:
+    empty = tmp_path / "no-bundle-yet"
+    server = start_server(tmp_path, empty, ready=False)
+    try:
+        with server.client() as client:
+            absent = client.get("/ready")
+            empty.mkdir()
+            (empty / "bundle.json").write_text("[]", encoding="utf-8")
+            client.post("/admin/reload", headers=AUTH)
+            refused = client.get("/ready")
+    finally:
+        stop_server(server)
+    assert absent.status_code == refused.status_code == 503
+    assert absent.json() == {"status": "not ready", "reason": "no model loaded"}
+    assert refused.json()["reason"] == "the bundle was refused (the reason is in the service's log)"
+    assert str(tmp_path) not in absent.text + refused.text
+    assert "not a JSON object" in server.output(), "the detail is in the log"
