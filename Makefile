@@ -35,8 +35,18 @@ repro: $(STAMP) ## Run the DVC pipeline (ingest → promote); nothing changed = 
 	dvc repro
 	@python -m mloop.summary
 
-serve: $(STAMP) ## Serve the champion bundle on http://127.0.0.1:8000 (docs at /docs)
-	python -m service --port 8000
+# Tokens of the local service, made once, outside git (.secrets/ is ignored); MLOOP_*_TOKEN in the
+# environment take precedence over these files.
+SECRETS := .secrets
+
+$(SECRETS)/%_token:
+	@mkdir -p $(SECRETS) && chmod 700 $(SECRETS)
+	@(umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(32))" > $@)
+	@echo "made $@: send it as 'Authorization: Bearer ...' (kept out of git)"
+
+serve: $(STAMP) $(SECRETS)/admin_token $(SECRETS)/feedback_token ## Serve the champion bundle on http://127.0.0.1:8000 (docs at /docs); tokens in .secrets/
+	MLOOP_ADMIN_TOKEN_FILE=$(SECRETS)/admin_token MLOOP_FEEDBACK_TOKEN_FILE=$(SECRETS)/feedback_token \
+	  python -m service --port 8000
 
 bench: $(STAMP) system-deps ## Benchmarks: pipeline runtime, wine quality bars, model size, serving load (needs ../shared/data)
 	python benchmarks/pipeline_runtime.py
