@@ -618,3 +618,30 @@ def test_a_writer_starved_by_a_busy_core_is_raised_and_catches_up(plog_db: Path)
         hog.kill()
         hog.wait()
         log.close()
+
+
+def test_export_cli_hands_only_valid_rows_to_ingest(
+    tmp_path: Path,
+    plog_db: Path,
+    plog_log: PredictionLog,
+    diabetes_frame: pd.DataFrame,
+    diabetes_schema: DatasetSchema,
+) -> None:
+    """The audit's case: one out-of-range label in the log made every later `dvc repro` stop."""
+    bundle = tmp_path / "champion"
+    bundle.mkdir()
+    (bundle / "schema.yaml").write_text(
+        DIABETES_SCHEMA.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    ids = record_rows(plog_log, diabetes_frame.iloc[:5], diabetes_schema.features, "v-")
+    plog_log.record_feedback([(i, 500.0 if n == 2 else 100.0) for n, i in enumerate(ids)], T0)
+    feedback_dir, quarantine = tmp_path / "data" / "feedback", tmp_path / "data" / "quarantine"
+    done = run_cli(
+        "export", "--db", f"sqlite:///{plog_db}", "--bundle", str(bundle),
+        "--out", str(feedback_dir / "export.csv"), "--quarantine-dir", str(quarantine),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    frame, _ = read_extra_rows(feedback_dir, list(diabetes_schema.columns))
+    assert len(frame) == 4 and check(frame, diabetes_schema)[1] == []
+    assert "quarantined 1 row(s)" in done.stderr
+    assert pd.read_csv(quarantine / "export.rejected.csv")["prediction_id"].tolist() == [ids[2]]
