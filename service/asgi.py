@@ -29,7 +29,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PredictHandler = Callable[[bytes], tuple[int, bytes]]
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON_HEADER = (b"content-type", b"application/json")
+JSON_HEADERS = [JSON_HEADER]
 CLOSE = [(b"connection", b"close")]  # after a 413: the rest of the body is not read
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 # Bodies above this many bytes (roughly 500 rows) are decoded and predicted in a worker thread, so a
@@ -130,14 +131,9 @@ class FastPredict:
             return
         started = time.perf_counter()
         extra = None
-        # The content type is checked first: the header loop is ~0.2 us, the common case exits
-        # on the first comparison.
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                json_body = value == b"application/json" or is_json(value)
-                break
-        else:
-            json_body = False
+        # The common case in one C-level search of the header list (~0.05 us); the loop (~0.2
+        # us) only for other spellings (parameters, capitals) and for the answer to no JSON.
+        json_body = JSON_HEADER in scope["headers"] or sends_json(scope)
         if not json_body:
             status, payload = 415, NOT_JSON
         else:

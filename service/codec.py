@@ -121,6 +121,7 @@ class RecordCodec:
 
     def __init__(self, schema: DatasetSchema, max_rows: int, out_of_range: str) -> None:
         self.features = schema.features
+        self.width = len(self.features)
         self.max_rows = max_rows
         self.reject_out_of_range = out_of_range == "reject"
         # Field names may hold spaces ("fixed acidity"): internal names f0..fn, renamed on the wire.
@@ -162,8 +163,8 @@ class RecordCodec:
                 f"batch of {len(rows)} rows exceeds the maximum of {self.max_rows}",
                 "too_large",
             )
-        width = len(self.features)
-        pairs = len(rows) * width
+        width = self.width
+        pairs = width if single else len(rows) * width
         if body.count(b":") != pairs:  # check_unique_keys's first test, inlined: the common case
             check_unique_keys(body, pairs, [] if single else None)
         if single:
