@@ -57,7 +57,9 @@ def publish(tree: Path, source: Path, target: Path) -> None:
     )
 
 
-def server(name: str, tree: Path, bundle: Path, workdir: Path, instrumented: bool) -> serving.Server:
+def server(
+    name: str, tree: Path, bundle: Path, workdir: Path, instrumented: bool
+) -> serving.Server:
     env = tree_env(tree)
     env.update(
         MLOOP_BUNDLE_DIR=str(bundle),
