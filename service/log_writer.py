@@ -144,8 +144,8 @@ class Packed:
 
     def ids(self) -> list[str]:
         if self.id_prefix is not None:
-            numbers, tags, counts = self.numbers.tolist(), self.tags.tolist(), self.counts.tolist()
-            return numbered_ids(self.id_prefix, numbers, tags, counts, self.batch_calls.tolist())
+            counts, batch_calls = self.counts.tolist(), self.batch_calls.tolist()
+            return numbered_ids(self.id_prefix, self.numbers, self.tags, counts, batch_calls)
         ends = np.cumsum(self.id_lengths).tolist()
         text = self.id_text
         return [text[start:end] for start, end in zip([0, *ends[:-1]], ends)]
