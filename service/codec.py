@@ -96,6 +96,14 @@ def check_unique_keys(
         return
 
 
+def request_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> RequestError:
+    """msgspec's error as the client's: a 422 naming the field, or a 400 for malformed JSON."""
+    if isinstance(exc, msgspec.ValidationError):
+        loc, msg = _loc_of(str(exc))
+        return error(422, loc, msg, "validation_error")
+    return error(400, [], f"malformed JSON: {exc}", "json_invalid")
+
+
 def _loc_of(message: str) -> tuple[list[str | int], str]:
     match = _AT.match(message)
     assert match is not None  # the pattern matches any string
@@ -147,11 +155,8 @@ class RecordCodec:
     def decode(self, body: bytes) -> DecodedBatch:
         try:
             decoded = self._decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            loc, msg = _loc_of(str(exc))
-            raise error(422, loc, msg, "validation_error") from None
-        except msgspec.DecodeError as exc:
-            raise error(400, [], f"malformed JSON: {exc}", "json_invalid") from None
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise request_error(exc) from None
         single = not isinstance(decoded, list)
         rows = [decoded] if single else decoded
         if not rows:

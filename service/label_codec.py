@@ -17,7 +17,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from mloop.config import DatasetSchema
-from service.codec import RequestError, _loc_of, check_unique_keys, error
+from service.codec import RequestError, check_unique_keys, error, request_error
 
 ID_MAX_LENGTH = 100
 Label = float | int | bool
@@ -66,11 +66,8 @@ class LabelCodec:
         """The (prediction id, label) pairs of a body, in order; raises :class:`RequestError`."""
         try:
             decoded = self._decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            loc, msg = _loc_of(str(exc))
-            raise error(422, loc, msg, "validation_error") from None
-        except msgspec.DecodeError as exc:
-            raise error(400, [], f"malformed JSON: {exc}", "json_invalid") from None
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise request_error(exc) from None
         items = [(item.id, item.actual) for item in decoded.items]
         check_unique_keys(body, 1 + 2 * len(items), items=(["items"], len(items)))
         for index, (_, label) in enumerate(items):

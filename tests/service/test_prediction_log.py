@@ -468,6 +468,16 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def schema_only_bundle(tmp_path: Path) -> Path:
+    """What the export reads of a champion bundle: its schema (the diabetes one)."""
+    bundle = tmp_path / "champion"
+    bundle.mkdir()
+    (bundle / "schema.yaml").write_text(
+        DIABETES_SCHEMA.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    return bundle
+
+
 def test_export_cli(
     tmp_path: Path,
     plog_db: Path,
@@ -475,11 +485,7 @@ def test_export_cli(
     diabetes_frame: pd.DataFrame,
     diabetes_schema: DatasetSchema,
 ) -> None:
-    bundle = tmp_path / "champion"
-    bundle.mkdir()
-    (bundle / "schema.yaml").write_text(
-        DIABETES_SCHEMA.read_text(encoding="utf-8"), encoding="utf-8"
-    )
+    bundle = schema_only_bundle(tmp_path)
     ids = record_rows(
         plog_log, diabetes_frame.iloc[:6], diabetes_schema.features, "cli-"
     ) + record_rows(
@@ -628,11 +634,7 @@ def test_export_cli_hands_only_valid_rows_to_ingest(
     diabetes_schema: DatasetSchema,
 ) -> None:
     """The audit's case: one out-of-range label in the log made every later `dvc repro` stop."""
-    bundle = tmp_path / "champion"
-    bundle.mkdir()
-    (bundle / "schema.yaml").write_text(
-        DIABETES_SCHEMA.read_text(encoding="utf-8"), encoding="utf-8"
-    )
+    bundle = schema_only_bundle(tmp_path)
     ids = record_rows(plog_log, diabetes_frame.iloc[:5], diabetes_schema.features, "v-")
     plog_log.record_feedback([(i, 500.0 if n == 2 else 100.0) for n, i in enumerate(ids)], T0)
     feedback_dir, quarantine = tmp_path / "data" / "feedback", tmp_path / "data" / "quarantine"
