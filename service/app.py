@@ -266,8 +266,9 @@ def create_app(settings: Settings | None = None) -> FastPredict:
         meta = model.bundle.meta
         keys = (
             "registered_model", "version", "candidate", "kind", "serving", "dataset", "task",
-            "target", "features", "metrics", "latency", "trained_at", "promoted_at", "git_commit",
-            "git_dirty", "data_md5", "run_id", "model_uri",
+            "target", "features", "metrics", "metrics_split", "latency", "trained_at",
+            "registered_at", "promoted_at", "git_commit", "git_dirty", "data_md5", "run_id",
+            "model_uri",
         )  # fmt: skip
         return {
             **{k: meta.get(k) for k in keys},

@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ class _Meta(BaseModel):
     features: list[str]
     metrics: dict[str, float]
     trained_at: str
-    promoted_at: str
+    promoted_at: str | None  # None in the bundle of a version registered and not promoted
     git_commit: str
     data_md5: str
     files: dict[str, str]
@@ -250,14 +251,33 @@ def write_bundle(
     meta: dict[str, Any],
 ) -> Bundle:
     """Build the bundle next to ``destination``, verify it loads, then swap it in atomically."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.new-"))
-    try:
+
+    def build(staging: Path) -> None:
         shutil.copytree(model_dir, staging / MODEL_DIR)
         shutil.copyfile(schema_file, staging / SCHEMA_FILE)
         shutil.copyfile(reference_file, staging / REFERENCE_FILE)
         files = file_digests(staging)
         write_json(staging / META_FILE, {"format_version": FORMAT_VERSION, **meta, "files": files})
+
+    return _publish(destination, build)
+
+
+def install_bundle(source: Path, destination: Path) -> Bundle:
+    """Put a complete bundle (one restored from the registry, say) in place of ``destination``:
+    copied beside it, verified like any bundle (digests included), then swapped in atomically."""
+
+    def build(staging: Path) -> None:
+        shutil.rmtree(staging)
+        shutil.copytree(source, staging)
+
+    return _publish(destination, build)
+
+
+def _publish(destination: Path, build: Callable[[Path], None]) -> Bundle:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.new-"))
+    try:
+        build(staging)
         bundle = load_bundle(staging)  # never publish a bundle the service could not load
         if destination.exists():
             if not _exchange(staging, destination):

@@ -180,6 +180,12 @@ class PromoteParams(_Strict):
     max_latency_ms: float = Field(gt=0)
     registered_model_prefix: str
     fail_if_not_promoted: bool = False
+    min_compared_rows: int = Field(
+        default=30, ge=1, description="unseen test rows the gate needs to compare on"
+    )
+    too_few_rows: Literal["keep", "promote", "fail"] = Field(
+        default="keep", description="what the gate does with fewer unseen rows than that"
+    )
 
     def metric_for(self, task: Task) -> str:
         return self.metric[task]

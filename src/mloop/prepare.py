@@ -14,13 +14,8 @@ from mloop.config import DEFAULT_PARAMS, Config, DatasetSchema, SplitParams, loa
 from mloop.console import console, stage
 from mloop.fileio import write_json
 from mloop.reference import compute_reference
+from mloop.rows import row_ids
 from mloop.validate import read_typed
-
-
-def duplicate_groups(frame: pd.DataFrame, features: list[str]) -> npt.NDArray[np.uint64]:
-    """One id per distinct feature vector: rows sharing an id are copies of the same input."""
-    hashes = pd.util.hash_pandas_object(frame[features], index=False)
-    return np.asarray(hashes, dtype=np.uint64)
 
 
 def split_indices(
@@ -39,7 +34,7 @@ def split_indices(
         rows, test_size=split.test_size, random_state=split.seed, stratify=stratify
     )
     if split.strategy == "group_duplicates":
-        groups = duplicate_groups(frame, schema.features)
+        groups = row_ids(frame, schema.features)  # rows sharing an id are copies of one input
         in_train = np.isin(groups[test], groups[train])
         train = np.concatenate([train, test[in_train]])
         test = test[~in_train]

@@ -1,15 +1,17 @@
 """Stage 6 - promote: the best eligible candidate replaces the champion only if it is as good.
 
 "Eligible" means within the single-row latency budget. The champion is whatever the MLflow registry
-alias ``champion`` points at; it is re-scored on today's test split, so both sides are judged on the
-same rows. Every decision, including "keep the champion", is written to the promotion report.
+alias ``champion`` points at. Both are scored on the same rows: the test rows neither trained on
+(``mloop.gate``). Every decision, including "keep the champion", is written to the promotion
+report, and ``models/champion/`` always ends up holding the champion the report names (restored
+from the registry if the folder held another model).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 import tempfile
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,27 +19,20 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from mloop.bundle import write_bundle
+from mloop import registry
+from mloop.bundle import META_FILE, install_bundle, write_bundle
 from mloop.config import DEFAULT_PARAMS, Config, load_config, metric_is_lower_better
 from mloop.console import console, stage
 from mloop.errors import PromotionRefused, StageError
 from mloop.fileio import read_json, write_json
-from mloop.metrics import round_metrics, score
+from mloop.gate import Comparison, TooFewRows, at_least_as_good, compare, decide
 from mloop.models.store import ModelLoadError, load_predictor, read_meta
+from mloop.rows import load_training_rows, row_ids
 from mloop.tracking import configure
 from mloop.train import MANIFEST
 from mloop.validate import read_typed
 
-CHAMPION_ALIAS = "champion"
-CHALLENGER_ALIAS = "challenger"
-
-
-def at_least_as_good(challenger: float, champion: float, metric: str, tolerance: float) -> bool:
-    """Relative tolerance: with 0.01 the challenger may be up to 1% worse than the champion."""
-    slack = tolerance * abs(champion)
-    if metric_is_lower_better(metric):
-        return challenger <= champion + slack
-    return challenger >= champion - slack
+__all__ = ["at_least_as_good", "run", "select_challenger"]
 
 
 def select_challenger(
@@ -57,92 +52,24 @@ def select_challenger(
     return best, over_budget
 
 
-def current_champion(config: Config, X: Any, y: Any) -> dict[str, Any] | None:
-    """The registry's champion re-scored on this test split, or None if there is none yet."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(config.registered_model_name, CHAMPION_ALIAS)
-    except MlflowException:
-        return None
-    champion: dict[str, Any] = {"version": str(version.version), "run_id": version.run_id}
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=version.run_id, artifact_path="candidate", dst_path=scratch
-            )
-            directory = Path(local)
-            features = read_meta(directory)["features"]
-            if features != config.schema.features:
-                champion["incompatible"] = "its features differ from the current schema"
-                return champion
-            champion["metrics"] = round_metrics(
-                score(load_predictor(directory), config.schema.task, X, y)
-            )
-        except (MlflowException, OSError, ModelLoadError) as exc:
-            champion["incompatible"] = f"cannot be loaded: {exc}"
-    return champion
-
-
-def _decide(
-    challenger: dict[str, Any], champion: dict[str, Any] | None, metric: str, tolerance: float
-) -> tuple[bool, str]:
-    if champion is None:
-        return True, "no champion yet: the first eligible candidate becomes champion"
-    if "incompatible" in champion:
-        return True, f"champion v{champion['version']} {champion['incompatible']}"
-    new, old = challenger["metrics"][metric], champion["metrics"][metric]
-    if at_least_as_good(new, old, metric, tolerance):
-        return True, f"{metric} {new:.4f} vs champion v{champion['version']} {old:.4f}"
-    return False, (
-        f"{metric} {new:.4f} is worse than champion v{champion['version']} {old:.4f} "
-        f"beyond the tolerance of {tolerance:.1%}"
-    )
-
-
-def _register(config: Config, entry: dict[str, Any], promoted: bool, reason: str) -> str:
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    version = mlflow.register_model(
-        entry["model_uri"],
-        config.registered_model_name,
-        tags={"mloop.decision": "promoted" if promoted else "rejected", "mloop.reason": reason},
-    )
-    client.set_registered_model_alias(
-        config.registered_model_name, CHALLENGER_ALIAS, version.version
-    )
-    if promoted:
-        client.set_registered_model_alias(
-            config.registered_model_name, CHAMPION_ALIAS, version.version
-        )
-    return str(version.version)
-
-
 def print_table(
     quality: dict[str, dict[str, float]],
     latency: dict[str, dict[str, Any]],
     metric: str,
     challenger: str | None,
-    champion: dict[str, Any] | None,
     budget_ms: float,
+    test_rows: int | None = None,
 ) -> None:
-    """The candidates, their latency, the chosen challenger (★) and the champion it was held to."""
-    names = list(quality)
+    """The candidates on the test split, their latency, and the chosen challenger (★)."""
     columns = list(next(iter(quality.values())))
-    table = Table(
-        title=f"candidates on the test split (selection: {metric}, budget {budget_ms} ms)"
-    )
+    rows = f"{test_rows} rows" if test_rows else "all rows"
+    table = Table(title=f"the test split ({rows}); selection {metric}, budget {budget_ms} ms")
     table.add_column("model")
     for column in columns:
         table.add_column(column, justify="right")
     table.add_column("p50 ms/row", justify="right")
     table.add_column("served as")
-    for name in names:
+    for name in quality:
         over = latency[name]["p50_ms"] > budget_ms
         label = f"[bold green]{name} ★[/]" if name == challenger else name
         table.add_row(
@@ -151,19 +78,111 @@ def print_table(
             f"[red]{latency[name]['p50_ms']:.3f}[/]" if over else f"{latency[name]['p50_ms']:.3f}",
             latency[name]["serving"],
         )
-    if champion and "metrics" in champion:
-        table.add_row(
-            f"[cyan]champion v{champion['version']}[/]",
-            *(f"{champion['metrics'].get(c, float('nan')):.4f}" for c in columns),
-            "",
-            "registry",
-        )
     console.print(table)
 
 
-def run(config: Config) -> dict[str, Any]:
+def print_comparison(comparison: dict[str, Any], challenger: str, champion: str) -> None:
+    """Champion and challenger on the rows the gate compared them on."""
+    table = Table(
+        title=(
+            f"the gate: {comparison['rows']} of {comparison['test_rows']} test rows unseen by "
+            f"both (seen: {comparison['seen_by_champion']} by the champion, "
+            f"{comparison['seen_by_challenger']} by the challenger)"
+        )
+    )
+    scores = [comparison.get("challenger") or {}, comparison.get("champion") or {}]
+    columns = list(scores[0] or scores[1])
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for label, values in zip((f"challenger {challenger}", f"champion v{champion}"), scores):
+        table.add_row(label, *(f"{values[c]:.4f}" if c in values else "–" for c in columns))
+    console.print(table)
+
+
+def _load_champion(
+    config: Config, version: registry.Version, scratch: Path
+) -> tuple[Any, Any, str | None]:
+    """The champion's served model and training rows from the registry; or why it cannot be
+    compared (its features differ, it cannot be loaded)."""
+    directory = registry.download(version.run_id, registry.CANDIDATE_ARTIFACT, scratch)
+    if directory is None:
+        return None, None, "cannot be loaded: its run has no candidate artifact"
+    try:
+        if read_meta(directory)["features"] != config.schema.features:
+            return None, None, "its features differ from the current schema"
+        return load_predictor(directory), load_training_rows(directory), None
+    except (OSError, ModelLoadError) as exc:
+        return None, None, f"cannot be loaded: {exc}"
+
+
+def _bundle_meta(
+    config: Config,
+    name: str,
+    entry: dict[str, Any],
+    version: registry.Version,
+    quality: dict[str, float],
+    latency: dict[str, Any],
+    lineage: dict[str, Any],
+    promoted: bool,
+    test_rows: int,
+) -> dict[str, Any]:
     from mlflow.tracking import MlflowClient
 
+    schema = config.schema
+    run_info = MlflowClient().get_run(entry["run_id"]).info
+    now = datetime.now(timezone.utc).isoformat()
+    return {
+        "registered_model": version.name,
+        "version": version.version,
+        "candidate": name,
+        "kind": entry["kind"],
+        "flavor": entry["flavor"],
+        "serving": entry["serving"],
+        "run_id": entry["run_id"],
+        "model_uri": entry["model_uri"],
+        "dataset": schema.name,
+        "task": schema.task,
+        "target": schema.target,
+        "features": schema.features,
+        "metrics": quality,
+        # the rows behind "metrics": the test split of the day the version was registered
+        "metrics_split": {
+            "rows": test_rows,
+            "test_md5": lineage.get("test_md5"),
+            "strategy": config.params.split.strategy,
+            "seed": config.params.split.seed,
+            "test_size": config.params.split.test_size,
+        },
+        "latency": latency,
+        "trained_at": datetime.fromtimestamp(run_info.start_time / 1000, timezone.utc).isoformat(),
+        "registered_at": now,
+        "promoted_at": now if promoted else None,
+        **lineage,
+    }
+
+
+def _champion_on_disk(config: Config, champion: registry.Version) -> str:
+    """Make ``models/champion/`` hold exactly ``champion``; returns what was done."""
+    directory = config.params.paths.champion_dir
+    meta_file = directory / META_FILE
+    if meta_file.is_file():
+        on_disk = read_json(meta_file)
+        if isinstance(on_disk, dict) and (
+            on_disk.get("registered_model"),
+            str(on_disk.get("version")),
+        ) == (champion.name, champion.version):
+            return "already in place"
+    if registry.restore_bundle(champion, directory) is None:
+        raise StageError(
+            f"{directory} does not hold the champion {champion.name} v{champion.version}, and "
+            "that version has no bundle in the registry (registered before bundles were "
+            "logged): promote a new version, e.g. with promote.tolerance raised for one run"
+        )
+    return "restored from the registry"
+
+
+def run(config: Config) -> dict[str, Any]:
     schema, params, paths = config.schema, config.params, config.params.paths
     metric, budget = config.selection_metric, params.promote.max_latency_ms
     quality = read_json(paths.metrics)["candidates"]
@@ -173,83 +192,128 @@ def run(config: Config) -> dict[str, Any]:
         raise StageError(f"selection metric {metric!r} is not computed for a {schema.task} task")
     test = read_typed(paths.test_data, schema)
     X, y = test[schema.features].to_numpy(dtype=float), test[schema.target].to_numpy()
+    test_ids = row_ids(test, schema.features)
 
     configure(config)
     name, over_budget = select_challenger(quality, latency, metric, budget)
-    champion = current_champion(config, X, y)
-    print_table(quality, latency, metric, name, champion, budget)
-
+    champion = registry.champion(config.registered_model_name)
+    print_table(quality, latency, metric, name, budget, len(test))
     report: dict[str, Any] = {
         "registered_model": config.registered_model_name,
         "metric": metric,
         "lower_is_better": metric_is_lower_better(metric),
         "tolerance": params.promote.tolerance,
         "latency_budget_ms": budget,
+        "min_compared_rows": params.promote.min_compared_rows,
+        "too_few_rows": params.promote.too_few_rows,
         "over_latency_budget": over_budget,
-        "champion_before": champion,
+        "test_rows": len(test),
+        "candidates_scope": "every test row (reports/metrics.json)",
+        "champion_before": None if champion is None else {"version": champion.version},
+        "comparison": None,
     }
+    promoted = False
     if name is None:
-        promoted, reason = False, f"no candidate predicts one row within {budget} ms"
+        reason = f"no candidate predicts one row within {budget} ms"
         report.update(decision="no_eligible_candidate", reason=reason, challenger=None)
-        if champion is None and not paths.champion_dir.exists():
+        if champion is None:
             raise StageError(f"{reason}, and there is no champion to keep")
     else:
         entry = manifest["candidates"][name]
-        challenger = {
+        report["challenger"] = {
             "name": name,
             "kind": entry["kind"],
             "metrics": quality[name],
             "latency": latency[name],
+            "run_id": entry["run_id"],
         }
-        promoted, reason = _decide(challenger, champion, metric, params.promote.tolerance)
-        challenger["version"] = _register(config, entry, promoted, reason)
-        report.update(
-            decision="promoted" if promoted else "kept_champion",
-            reason=reason,
-            challenger=challenger,
-        )
-        if promoted:
-            run_info = MlflowClient().get_run(entry["run_id"]).info
-            lineage = manifest["lineage"]
-            write_bundle(
-                paths.champion_dir,
-                model_dir=paths.candidates_dir / name,
-                schema_file=config.params_file.parent / params.dataset,
-                reference_file=paths.reference_stats,
-                meta={
-                    "registered_model": config.registered_model_name,
-                    "version": challenger["version"],
-                    "candidate": name,
-                    "kind": entry["kind"],
-                    "flavor": entry["flavor"],
-                    "serving": entry["serving"],
-                    "run_id": entry["run_id"],
-                    "model_uri": entry["model_uri"],
-                    "dataset": schema.name,
-                    "task": schema.task,
-                    "target": schema.target,
-                    "features": schema.features,
-                    "metrics": quality[name],
-                    "latency": latency[name],
-                    "trained_at": datetime.fromtimestamp(
-                        run_info.start_time / 1000, timezone.utc
-                    ).isoformat(),
-                    "promoted_at": datetime.now(timezone.utc).isoformat(),
-                    **lineage,
-                },
+        with tempfile.TemporaryDirectory() as scratch:
+            promoted, reason, comparison = _judge(config, name, entry, champion, X, y, test_ids,
+                                                  Path(scratch))  # fmt: skip
+        report["comparison"] = None if comparison is None else comparison.as_dict()
+        report["decision"] = "promoted" if promoted else "kept_champion"
+        report["reason"] = reason
+        if comparison is not None and champion is not None:
+            print_comparison(report["comparison"], name, champion.version)
+        if champion is not None and champion.run_id == entry["run_id"]:
+            version, new = champion, False  # nothing new to register, nor a decision to tag
+        else:
+            version, new = registry.register(
+                config.registered_model_name, entry["model_uri"], entry["run_id"], promoted, reason
             )
+        report["challenger"]["version"] = version.version
+        report["challenger"]["newly_registered"] = new
+        if new or promoted or not registry.has_bundle(version):
+            meta = _bundle_meta(
+                config, name, entry, version, quality[name], latency[name], manifest["lineage"],
+                promoted, len(test),
+            )  # fmt: skip
+            with tempfile.TemporaryDirectory() as scratch:
+                staged = write_bundle(
+                    Path(scratch) / "bundle",
+                    model_dir=paths.candidates_dir / name,
+                    schema_file=config.params_file.parent / params.dataset,
+                    reference_file=paths.reference_stats,
+                    meta=meta,
+                )
+                registry.log_bundle(version, staged.path)
+                if promoted:
+                    install_bundle(staged.path, paths.champion_dir)
+        if promoted:
+            champion = version
+    assert champion is not None
+    report["champion_after"] = {"version": champion.version, "run_id": champion.run_id}
+    report["champion_dir"] = _champion_on_disk(config, champion)
     write_json(paths.promotion_report, report)
 
     if promoted:
         console.print(
-            f"[bold green]promoted[/] {name} as {config.registered_model_name} "
-            f"v{report['challenger']['version']} → {paths.champion_dir}: {reason}"
+            f"[bold green]promoted[/] {name} as {champion.name} v{champion.version} "
+            f"→ {paths.champion_dir}: {report['reason']}"
         )
     else:
-        console.print(f"[bold yellow]champion kept[/]: {reason}")
+        console.print(
+            f"[bold yellow]champion kept[/] ({champion.name} v{champion.version}, "
+            f"{paths.champion_dir} {report['champion_dir']}): {report['reason']}"
+        )
         if params.promote.fail_if_not_promoted:
-            raise PromotionRefused(reason)
+            raise PromotionRefused(report["reason"])
     return report
+
+
+def _judge(
+    config: Config,
+    name: str,
+    entry: dict[str, Any],
+    champion: registry.Version | None,
+    X: Any,
+    y: Any,
+    test_ids: Any,
+    scratch: Path,
+) -> tuple[bool, str, Comparison | None]:
+    """The gate's decision about the challenger, and the comparison it rests on."""
+    if champion is None:
+        return True, "no champion yet: the first eligible candidate becomes champion", None
+    if champion.run_id == entry["run_id"]:
+        return False, f"the challenger is the champion v{champion.version} (the same run)", None
+    champion_model, champion_rows, problem = _load_champion(config, champion, scratch)
+    if problem is not None:
+        return True, f"champion v{champion.version} {problem}", None
+    directory = config.params.paths.candidates_dir / name
+    challenger_rows = load_training_rows(directory)
+    if challenger_rows is None:
+        raise StageError(f"{directory} records no training rows: run the train stage again")
+    comparison = compare(
+        champion_model, load_predictor(directory), config.schema.task, X, y, test_ids,
+        champion_rows, challenger_rows,
+    )  # fmt: skip
+    try:
+        promoted, reason = decide(
+            comparison, champion.version, config.selection_metric, config.params.promote
+        )
+    except TooFewRows as exc:
+        raise StageError(str(exc)) from None
+    return promoted, reason, comparison
 
 
 def main(

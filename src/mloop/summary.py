@@ -7,6 +7,7 @@ instance after a repro that had nothing to do: ``python -m mloop.summary``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,7 +15,7 @@ from mloop.config import DEFAULT_PARAMS, load_config
 from mloop.console import console, stage
 from mloop.errors import StageError
 from mloop.fileio import read_json
-from mloop.promote import print_table
+from mloop.promote import print_comparison, print_table
 
 
 def main(params: Path = typer.Option(DEFAULT_PARAMS, "--params", "-p", help="params file")) -> None:
@@ -34,17 +35,31 @@ def main(params: Path = typer.Option(DEFAULT_PARAMS, "--params", "-p", help="par
             read_json(paths.latency)["candidates"],
             report["metric"],
             challenger.get("name"),
-            report.get("champion_before"),
             report["latency_budget_ms"],
+            report.get("test_rows"),
         )
+        before = report.get("champion_before") or {}
+        if report.get("comparison") and before:
+            print_comparison(report["comparison"], challenger["name"], before["version"])
         console.print(f"decision: [bold]{report['decision']}[/] — {report['reason']}")
         if paths.champion_dir.joinpath("bundle.json").exists():
             bundle = read_json(paths.champion_dir / "bundle.json")
             console.print(
                 f"champion: {bundle['registered_model']} v{bundle['version']} ({bundle['candidate']}, "
                 f"served as {bundle['serving']}), commit {bundle['git_commit'][:10]}, "
-                f"data md5 {bundle['data_md5'][:10]}"
+                f"data md5 {bundle['data_md5'][:10]}; its metrics are on the test split of "
+                f"its own day ({_split(bundle)})"
             )
+
+
+def _split(bundle: dict[str, Any]) -> str:
+    split = bundle.get("metrics_split") or {}
+    if not split:
+        return "not recorded"
+    return (
+        f"{split['rows']} rows, {split['strategy']} split, seed {split['seed']}, "
+        f"test md5 {str(split['test_md5'])[:10]}"
+    )
 
 
 if __name__ == "__main__":

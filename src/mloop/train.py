@@ -18,6 +18,7 @@ from mloop.console import console, stage
 from mloop.fileio import write_json
 from mloop.models import build_candidate
 from mloop.models.store import export_onnx, flavor_of, save_native
+from mloop.rows import row_ids, save_training_rows
 from mloop.tracking import configure, lineage, lineage_tags, run_name
 from mloop.validate import read_typed
 
@@ -104,10 +105,14 @@ def run(config: Config) -> dict[str, Any]:
     X, y = train[features].to_numpy(dtype=float), train[schema.target].to_numpy()
     frame = train[features]
 
+    training_rows = row_ids(train, features)  # what every candidate saw (see mloop.rows)
+
     configure(config)
     info = lineage(config)
     if paths.candidates_dir.exists():
         shutil.rmtree(paths.candidates_dir)
+    # A DVC output even when no enabled candidate writes training curves (only Keras does).
+    paths.training_plots_dir.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {"dataset": schema.name, "task": schema.task, "candidates": {}}
     serving = params.train.serving
 
@@ -139,6 +144,7 @@ def run(config: Config) -> dict[str, Any]:
 
             directory = paths.candidates_dir / name
             save_native(estimator, directory, schema.task, features)
+            save_training_rows(directory, training_rows)
             onnx_used, serving_note = (False, "ONNX export disabled")
             if serving.onnx:
                 onnx_used, serving_note = export_onnx(
@@ -159,6 +165,7 @@ def run(config: Config) -> dict[str, Any]:
                         "split.seed": params.split.seed,
                         "train.seed": params.train.seed,
                         "train_rows": len(train),
+                        "train_distinct_inputs": len(np.unique(training_rows)),
                         "serving": "onnx" if onnx_used else "native",
                     }
                 )

@@ -215,10 +215,15 @@ def test_worse_candidate_is_never_promoted(default_run: DefaultRun) -> None:
     assert "champion kept" in kept.stderr
     report = read_json(repo / "reports/promotion.json")
     assert report["decision"] == "kept_champion"
-    assert report["challenger"]["metrics"]["rmse"] > report["champion_before"]["metrics"]["rmse"]
+    compared = report["comparison"]
+    assert compared["challenger"]["rmse"] > compared["champion"]["rmse"]
+    assert compared["rows"] == compared["test_rows"], "the champion saw no test row: all compared"
+    assert not report["challenger"]["newly_registered"] or report["challenger"]["version"]
     assert (repo / "models/champion/bundle.json").read_bytes() == champion_before
     assert registry_champion(repo, "mloop-diabetes") == version_before
 
     gate = run(repo, sys.executable, "-m", "mloop.promote", "--fail-if-not-promoted", check=False)
     assert gate.returncode == 1 and "champion kept" in gate.stderr
     assert registry_champion(repo, "mloop-diabetes") == version_before
+    again = read_json(repo / "reports/promotion.json")["challenger"]
+    assert again["version"] == report["challenger"]["version"] and not again["newly_registered"]
