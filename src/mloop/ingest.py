@@ -46,7 +46,10 @@ def read_extra_rows(location: Path, columns: list[str]) -> tuple[pd.DataFrame, l
 def run(config: Config) -> pd.DataFrame:
     schema, paths = config.schema, config.params.paths
     fetched = sources.fetch(schema.source, base_dir=config.params_file.parent)
-    base = sources.parse_table(fetched.content, fetched.sep)
+    base = sources.parse_table(fetched.content, fetched.sep, fetched.origin)
+    if base.empty:
+        what = "a header only" if len(base.columns) else "an empty file"
+        raise SourceError(f"{fetched.origin}: no data rows ({what})")
     console.print(f"source {fetched.origin}: {len(base)} rows, sha256 {fetched.sha256[:12]}…")
 
     extra, extra_files = read_extra_rows(config.params.ingest.extra_rows, list(schema.columns))

@@ -93,11 +93,22 @@ def fetch(source: SourceConfig, base_dir: Path) -> FetchedSource:
     return FetchedSource(content=content, sha256=actual, origin=origin, sep=sep)
 
 
-def parse_table(content: bytes, sep: str) -> pd.DataFrame:
-    """Parse CSV bytes; an empty file becomes an empty frame so validation can report it."""
+def parse_table(content: bytes, sep: str, origin: str = "the source") -> pd.DataFrame:
+    """Parse CSV bytes; an empty file becomes an empty frame so validation can report it.
+
+    A file that is no text (a NUL byte, or bytes that are not UTF-8) and a CSV that is not
+    readable are one-line :class:`SourceError`s naming ``origin``.
+    """
+    if b"\x00" in content[:65536]:
+        raise SourceError(f"{origin}: not a CSV file (it holds binary data)")
     try:
         return pd.read_csv(io.BytesIO(content), sep=sep)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"{origin}: not UTF-8 text (byte {exc.start} is {content[exc.start]:#04x}): "
+            "a binary file, or a CSV in another encoding (save it as UTF-8)"
+        ) from None
     except pd.errors.ParserError as exc:
-        raise SourceError(f"not a readable CSV: {exc}") from None
+        raise SourceError(f"{origin}: not a readable CSV: {exc}") from None

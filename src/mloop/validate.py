@@ -101,13 +101,14 @@ def format_violations(violations: list[dict[str, Any]]) -> str:
 
 def check(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Return the typed frame (schema columns only, schema order) and the list of violations."""
-    if frame.empty and len(frame.columns) == 0:
+    if frame.empty:
+        what = "a header only, no data rows" if len(frame.columns) else "empty file"
         return frame, [
             {
                 "column": "(dataset)",
                 "rule": "not_empty",
                 "count": 1,
-                "examples": [{"row": None, "value": "empty file"}],
+                "examples": [{"row": None, "value": what}],
             }
         ]
     try:

@@ -183,3 +183,56 @@ def test_unreachable_url_source_is_a_source_error(no_proxy: None):
 def test_empty_content_parses_to_an_empty_frame_for_validation_to_report():
     frame = sources.parse_table(b"", ",")
     assert frame.empty and len(frame.columns) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (
+            b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)) * 4,
+            "not a CSV file (it holds binary data)",
+        ),
+        ("a;b\n1;caf\u00e9\n".encode("latin-1"), "not UTF-8 text (byte 9 is 0xe9)"),
+    ],
+    ids=["binary", "latin-1"],
+)
+def test_a_file_that_is_no_utf8_text_is_one_line_naming_it(content: bytes, fragment: str) -> None:
+    with pytest.raises(SourceError) as caught:
+        sources.parse_table(content, ";", "data/source.bin")
+    message = str(caught.value)
+    assert message.startswith("data/source.bin: ") and fragment in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(b"\x00\x01binary", "not a CSV file"), (b"age,sex,target\n", "no data rows (a header only)")],
+    ids=["binary", "header-only"],
+)
+def test_ingest_fails_with_one_line_naming_the_file(
+    tmp_path: Path, content: bytes, fragment: str
+) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    source = tmp_path / "source.csv"
+    source.write_bytes(content)
+    schema = yaml.safe_load((repo / "datasets/diabetes.yaml").read_text())
+    schema["source"] = {"kind": "path", "path": str(source)}
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(schema))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["dataset"] = "schema.yaml"
+    params["paths"] = {key: str(tmp_path / value) for key, value in params["paths"].items()}
+    params["ingest"]["extra_rows"] = str(tmp_path / "none")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run(
+        [sys.executable, "-m", "mloop.ingest", "-p", str(tmp_path / "params.yaml")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    failure = [line for line in done.stderr.splitlines() if "ingest failed" in line]
+    assert len(failure) == 1 and str(source) in failure[0] and fragment in failure[0], done.stderr
+    assert "Traceback" not in done.stderr

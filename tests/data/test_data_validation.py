@@ -204,6 +204,7 @@ def test_header_only_file_is_refused(config: Config, diabetes_rows: pd.DataFrame
     assert "not_empty" in message
     assert report["rows"] == 0
     assert [v["rule"] for v in report["violations"]] == ["not_empty"]
+    assert report["violations"][0]["examples"][0]["value"] == "a header only, no data rows"
 
 
 def test_every_violation_is_collected_not_just_the_first(
