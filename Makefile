@@ -57,8 +57,14 @@ bench: $(STAMP) system-deps ## Benchmarks: pipeline runtime, wine quality bars, 
 metrics: $(STAMP) ## Show metrics, and their diff against the last commit
 	dvc metrics diff --precision 4
 
-plots: $(STAMP) ## Render the DVC plots to reports/plots.html (vega is loaded from a CDN)
-	dvc plots show -o reports/plots-html
+# Only the plots this run wrote (regression and classification write different ones): DVC warns
+# about every defined plot that has no file.
+PLOT_TARGETS = $(wildcard reports/plots/predictions reports/plots/residuals reports/plots/confusion \
+  reports/plots/roc reports/plots/importance) $(if $(wildcard reports/training/*.csv),reports/training)
+
+plots: $(STAMP) ## Render the DVC plots to reports/plots-html/index.html (vega is loaded from a CDN)
+	dvc plots show -o reports/plots-html $(PLOT_TARGETS)
+	@echo "open reports/plots-html/index.html"
 
 test: $(STAMP) system-deps ## Run the whole test suite (unit, data, service, end to end, lint)
 	$(BIN)/python -m pytest

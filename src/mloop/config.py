@@ -78,6 +78,10 @@ class DatasetSchema(_Strict):
     source: SourceConfig
     target: str
     columns: dict[str, ColumnSpec]
+    extra_columns: Literal["drop", "fail"] = Field(
+        default="drop",
+        description="columns of the file that are not listed: dropped (and reported), or refused",
+    )
 
     @model_validator(mode="after")
     def _target_is_a_column(self) -> DatasetSchema:

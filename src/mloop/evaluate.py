@@ -91,10 +91,18 @@ def _write_plots(
         )
     else:
         _csv(plots / "confusion" / f"{name}.csv", {"actual": y, "predicted": predictions})
-        if hasattr(model, "predict_proba") and len(np.unique(y)) == 2:
-            positive = np.asarray(model.classes_)[1] if hasattr(model, "classes_") else 1
-            fpr, tpr, _ = roc_curve(y, model.predict_proba(X)[:, 1], pos_label=positive)
-            _csv(plots / "roc" / f"{name}.csv", {"fpr": fpr, "tpr": tpr})
+        if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
+            classes = np.asarray(model.classes_)
+            proba = model.predict_proba(X)
+            if len(classes) == 2:
+                fpr, tpr, _ = roc_curve(y, proba[:, 1], pos_label=classes[1])
+                _csv(plots / "roc" / f"{name}.csv", {"fpr": fpr, "tpr": tpr})
+            else:  # one curve per class against the rest, a file each (a line each in DVC)
+                for column, label in enumerate(classes.tolist()):
+                    if not (y == label).any():
+                        continue  # no positive row: no curve
+                    fpr, tpr, _ = roc_curve(y == label, proba[:, column])
+                    _csv(plots / "roc" / f"{name}-class-{label}.csv", {"fpr": fpr, "tpr": tpr})
 
     evaluate = config.params.evaluate
     importance = permutation_importance(

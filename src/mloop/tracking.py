@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from typing import Any
@@ -22,6 +23,11 @@ def tracking_uri(config: Config) -> str:
 def configure(config: Config) -> str:
     """Point MLflow at the store and make sure the dataset's experiment exists; return its id."""
     import mlflow
+
+    # MLflow's and Alembic's INFO lines ("Creating initial MLflow database tables...", "Created
+    # version '1'") repeat what the stages print themselves.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     mlflow.set_tracking_uri(tracking_uri(config))
     name = config.experiment_name

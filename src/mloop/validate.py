@@ -47,7 +47,9 @@ def dataframe_schema(schema: DatasetSchema) -> pa.DataFrameSchema:
     }
     return pa.DataFrameSchema(
         columns,
-        strict="filter",  # extra columns are dropped, not fatal: sources often carry ids or notes
+        # Extra columns are dropped (reported by the stage) unless the schema refuses them:
+        # sources often carry ids or notes.
+        strict=True if schema.extra_columns == "fail" else "filter",
         ordered=False,
         checks=[pa.Check(lambda frame: len(frame) > 0, element_wise=False, name="not_empty")],
         name=schema.name,
@@ -165,6 +167,7 @@ def run(config: Config) -> None:
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame()
     _, violations = check(frame, config.schema)
+    extra = [str(name) for name in frame.columns if name not in config.schema.columns]
     write_json(
         paths.validation_report,
         {
@@ -173,8 +176,15 @@ def run(config: Config) -> None:
             "valid": not violations,
             "violation_count": sum(v["count"] for v in violations),
             "violations": violations,
+            "extra_columns": extra,
+            "extra_columns_policy": config.schema.extra_columns,
         },
     )
+    if extra and config.schema.extra_columns == "drop":
+        console.print(
+            f"[yellow]warning:[/] {len(extra)} column(s) the schema does not list are dropped: "
+            f"{', '.join(extra)} (set `extra_columns: fail` in the dataset file to refuse them)"
+        )
     if violations:
         raise DataValidationError(
             f"{paths.raw_data} has {len(violations)} kind(s) of schema violation "

@@ -7,6 +7,7 @@ runs ``mloop.validate.run`` and checks both the raised message and the JSON repo
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,8 @@ def test_valid_file_passes_and_is_reported_valid(config: Config, diabetes_rows: 
         "valid": True,
         "violation_count": 0,
         "violations": [],
+        "extra_columns": [],
+        "extra_columns_policy": "drop",
     }
 
 
@@ -246,3 +249,29 @@ def test_read_typed_refuses_a_bad_parquet_file(
         validate.read_typed(path, config.schema)
     diabetes_rows.to_parquet(path, index=False)
     assert list(validate.read_typed(path, config.schema).columns) == list(config.schema.columns)
+
+
+def test_columns_the_schema_does_not_list_are_reported_and_dropped(
+    config: Config, diabetes_rows: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+):
+    frame = diabetes_rows.assign(patient_id=range(len(diabetes_rows)), note="x")
+    write_raw(config, frame)
+    validate.run(config)
+    report = read_report(config)
+    assert report["valid"] is True
+    assert report["extra_columns"] == ["patient_id", "note"]
+    assert report["extra_columns_policy"] == "drop"
+    warning = capsys.readouterr().err
+    assert "2 column(s) the schema does not list are dropped: patient_id, note" in warning
+    typed, _ = validate.check(frame, config.schema)
+    assert list(typed.columns) == list(config.schema.columns)
+
+
+def test_the_strict_option_refuses_columns_the_schema_does_not_list(
+    config: Config, diabetes_rows: pd.DataFrame
+):
+    strict = config.schema.model_copy(update={"extra_columns": "fail"})
+    frame = diabetes_rows.assign(patient_id=range(len(diabetes_rows)))
+    message, report = run_failing(replace(config, schema=strict), frame)
+    assert "patient_id" in message
+    assert report["extra_columns"] == ["patient_id"]

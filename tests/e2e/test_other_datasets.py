@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mloop.bundle import load_bundle
-from tests.e2e.conftest import dvc_repro, set_params
+from tests.e2e.conftest import dvc_repro, run, set_params
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +38,25 @@ def test_classification_dataset_runs_by_configuration_only(
     labels = bundle.predictor.predict(test[bundle.features].to_numpy())
     assert set(np.unique(labels)) <= {0, 1}
     assert report["challenger"]["metrics"]["roc_auc"] > 0.95
+
+
+def test_a_three_class_dataset_gets_macro_metrics_and_one_roc_curve_per_class(
+    make_repo: Callable[[str], Path],
+) -> None:
+    repo = make_repo("iris")
+    set_params(repo, dataset="datasets/iris.yaml")
+    dvc_repro(repo)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())["candidates"]
+    test = pd.read_parquet(repo / "data/prepared/test.parquet")
+    for name, values in metrics.items():
+        assert 0 <= values["f1"] <= 1 and 0 <= values["roc_auc"] <= 1
+        curves = sorted(p.name for p in (repo / "reports/plots/roc").glob(f"{name}-class-*.csv"))
+        present = sorted(set(test["target"]))
+        assert curves == [f"{name}-class-{label}.csv" for label in present], name
+    made = run(repo, "make", "plots", "STAMP=")
+    assert "failed to load" not in (made.stdout + made.stderr).lower(), made.stderr
+    bundle = load_bundle(repo / "models/champion")
+    assert bundle.classes == [0, 1, 2]
 
 
 def wine_like_csv(path: Path, rows: int = 360, seed: int = 7) -> None:

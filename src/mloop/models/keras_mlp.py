@@ -8,6 +8,7 @@ layer adapted on the training data) and, for regression, maps its output back to
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,33 @@ from sklearn.base import BaseEstimator
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 EpochCallback = Any  # a callable(epoch: int, logs: dict[str, float]) -> None
+
+
+def import_keras() -> tuple[Any, Any]:
+    """Keras and TensorFlow, imported once with the process's stderr closed, and Keras' progress
+    bars off.
+
+    TensorFlow's C++ runtime writes absl and oneDNN notices while it loads, whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says (TF 2.21: four lines per process, in every stage that touches
+    the Keras candidate); they tell a user nothing. An import that fails still raises, and its
+    Python traceback is written after stderr is back.
+    """
+    if "keras" not in sys.modules:
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        try:
+            import keras
+            import tensorflow
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+        keras.utils.disable_interactive_logging()  # "1/1 ━━━ 48ms/step" from every predict
+        del tensorflow
+    import keras
+    import tensorflow as tf
+
+    return keras, tf
 
 
 class KerasMLP(BaseEstimator):  # type: ignore[misc]
@@ -50,9 +78,7 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
         y: npt.NDArray[Any],
         on_epoch_end: EpochCallback | None = None,
     ) -> KerasMLP:
-        import keras
-        import tensorflow as tf
-
+        keras, tf = import_keras()
         keras.utils.set_random_seed(self.seed)
         tf.config.experimental.enable_op_determinism()
         X = np.asarray(X, dtype="float32")
@@ -115,8 +141,7 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
         inputs = np.asarray(X, dtype="float32")
         forward = getattr(self, "_traced_forward", None)
         if forward is None:
-            import tensorflow as tf
-
+            _, tf = import_keras()
             model = self.model_
             forward = tf.function(
                 lambda batch: model(batch, training=False),

@@ -9,7 +9,6 @@ says which of the two is served. Evaluation, promotion and the service all load 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,6 +170,11 @@ def export_onnx(
     """
     if flavor_of(estimator) != "sklearn":
         return False, "no ONNX export for this flavor"
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if type(final).__name__ in ("DummyRegressor", "DummyClassifier"):
+        # An expected case, not a failure: skl2onnx has no converter for the constant baseline,
+        # and a constant needs no fast path.
+        return False, "a constant baseline: served natively"
     try:
         from skl2onnx import to_onnx
 
@@ -182,7 +186,8 @@ def export_onnx(
                 target_opset={"": 17, "ai.onnx.ml": 3},
             )
     except Exception as exc:  # noqa: BLE001 - any converter failure means "serve native"
-        return False, f"ONNX conversion failed: {type(exc).__name__}: {exc}"[:300]
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return False, f"no ONNX export ({type(exc).__name__}: {first_line})"[:160] + ": native"
     path = directory / ONNX_FILE
     path.write_bytes(onnx_model.SerializeToString())
     meta = read_meta(directory)
@@ -224,11 +229,9 @@ def load_native(directory: Path) -> Any:
     try:
         if meta["flavor"] == "sklearn":
             return joblib.load(path)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import keras
+        from mloop.models.keras_mlp import KerasMLP, import_keras
 
-        from mloop.models.keras_mlp import KerasMLP
-
+        keras, _ = import_keras()
         wrapper = KerasMLP(task=meta["task"])
         wrapper.model_ = keras.saving.load_model(path)
         if meta["classes"] is not None:
