@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps quickstart repro serve bench metrics plots test test-fast lint format clean clean-all
+.PHONY: help install system-deps quickstart repro experiment serve bench metrics plots test test-fast lint format clean clean-all
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -53,6 +53,11 @@ bench: $(STAMP) system-deps ## Benchmarks: pipeline runtime, wine quality bars, 
 	python benchmarks/wine_quality.py
 	python benchmarks/model_size.py
 	python benchmarks/serving.py --json-out benchmarks/results/serving.json
+
+experiment: $(STAMP) ## Try params without changing params.yaml: make experiment SET="dataset=datasets/iris.yaml"
+	@test -n "$(SET)" || { echo 'usage: make experiment SET="key=value [key=value ...]"'; exit 2; }
+	dvc exp run --temp $(foreach setting,$(SET),-S $(setting))
+	dvc exp show --no-pager --only-changed
 
 metrics: $(STAMP) ## Show metrics, and their diff against the last commit
 	dvc metrics diff --precision 4

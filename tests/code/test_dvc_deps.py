@@ -76,8 +76,9 @@ def covered(path: Path, deps: list[str]) -> bool:
 @pytest.mark.parametrize("name", list(stages()))
 def test_every_module_a_stage_runs_is_one_of_its_deps(name: str) -> None:
     stage = stages()[name]
-    command = str(stage["cmd"])
-    module = command.split(" -m ", 1)[1].split()[0]
+    command = str(stage["cmd"]).split()
+    assert command[0] == "bin/stage", command  # bin/stage <name> runs python -m mloop.<name>
+    module = f"{PACKAGE}.{command[1]}"
     deps = [str(dep) for dep in stage.get("deps", [])]  # type: ignore[union-attr]
     missing = sorted(str(path) for path in closure(module) if not covered(path, deps))
     assert not missing, f"dvc.yaml stage {name!r} runs {module} but does not depend on {missing}"

@@ -71,6 +71,8 @@ def test_default_run_promotes_a_consistent_champion(default_run: DefaultRun) -> 
     # lineage: the bundle names the commit and the DVC hash of the raw data
     head = run(repo, "git", "rev-parse", "HEAD").stdout.strip()
     assert bundle.meta["git_commit"] == head
+    # the run rewrote dvc.lock and its git-tracked reports before train looked: still clean
+    assert bundle.meta["git_dirty"] is False
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     raw_out = next(
         o for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw/dataset.csv"
