@@ -101,6 +101,7 @@ class DatasetSchema(_Strict):
 
 
 class PathsParams(_Strict):
+    source_fingerprint: Path
     raw_data: Path
     raw_manifest: Path
     validation_report: Path

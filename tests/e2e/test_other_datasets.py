@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.datasets import load_diabetes
 
 from mloop.bundle import load_bundle
 from tests.e2e.conftest import dvc_repro, run, set_params
@@ -79,6 +80,30 @@ def wine_like_csv(path: Path, rows: int = 360, seed: int = 7) -> None:
     )  # exact duplicates, as in UCI data
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, sep=";", index=False, quoting=1 if False else 0)
+
+
+def test_a_source_edited_in_place_is_ingested_again(make_repo: Callable[[str], Path]) -> None:
+    """A path source, unpinned, inside the repo: DVC cannot name it, the fingerprint stage sees it."""
+    repo = make_repo("edited")
+    source = repo / "data/external/diabetes.csv"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    frame = load_diabetes(as_frame=True).frame
+    frame.to_csv(source, index=False)
+    schema_path = repo / "datasets/diabetes.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    schema["source"] = {"kind": "path", "path": "data/external/diabetes.csv"}
+    schema_path.write_text(yaml.safe_dump(schema, sort_keys=False))
+    set_params(repo, train__candidates__keras_mlp__enabled=False)
+    dvc_repro(repo)
+    rows = len(pd.read_csv(repo / "data/raw/dataset.csv"))
+
+    frame.head(400).to_csv(source, index=False)  # edited in place: 42 rows fewer
+    again = dvc_repro(repo)
+    assert "Running stage 'ingest'" in again.stdout
+    assert "source changed since the last ingest" in again.stderr
+    assert len(pd.read_csv(repo / "data/raw/dataset.csv")) == rows - 42 == 400
+    unchanged = dvc_repro(repo)
+    assert "Running stage 'ingest'" not in unchanged.stdout
 
 
 def test_wine_configuration_on_a_generated_csv(make_repo: Callable[[str], Path]) -> None:
