@@ -23,14 +23,19 @@ CATEGORY_RTOL = 1e-9
 
 
 def feature_reference(values: npt.NDArray[np.float64], bins: int) -> dict[str, Any]:
-    """Histogram of one feature: interior bin edges (open-ended outer bins) and row proportions."""
+    """Histogram of one feature: interior bin edges (open-ended outer bins) and the proportions of
+    the present values, plus the share of missing ones (``missing``, NaN)."""
+    absent = np.isnan(values)
+    missing = float(absent.mean()) if len(values) else 0.0
+    values = values[~absent]
     distinct = np.unique(values)
     if len(distinct) <= MAX_CATEGORIES:
         counts = np.array([(values == v).sum() for v in distinct], dtype=float)
         return {
             "kind": "categorical",
             "categories": distinct.tolist(),
-            "proportions": (counts / counts.sum()).tolist(),
+            "proportions": (counts / max(counts.sum(), 1.0)).tolist(),
+            "missing": missing,
         }
     quantiles = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
     edges = np.unique(quantiles)
@@ -43,6 +48,7 @@ def feature_reference(values: npt.NDArray[np.float64], bins: int) -> dict[str, A
         "max": float(values.max()),
         "mean": float(values.mean()),
         "std": float(values.std()),
+        "missing": missing,
     }
 
 
@@ -60,23 +66,38 @@ def compute_reference(
 
 
 def bin_counts(reference: dict[str, Any], values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    """Count recent values into the reference's bins.
+    """Count recent values into the reference's bins, missing values (NaN) in a last bin of their
+    own.
 
-    Categorical features get one extra, last bin for values the training data never had: unseen
-    categories are the strongest drift signal there is and must not vanish from the count.
+    Categorical features get one more bin, before that, for values the training data never had:
+    unseen categories are the strongest drift signal there is and must not vanish from the count.
     """
+    absent = np.isnan(values)
+    missing = int(absent.sum())
+    values = values[~absent] if missing else values
     if reference["kind"] == "categorical":
         categories = np.asarray(reference["categories"], dtype=float)
         known = [np.isclose(values, c, rtol=CATEGORY_RTOL, atol=0.0).sum() for c in categories]
         unseen = len(values) - sum(known)
-        return np.array([*known, unseen], dtype=np.int64)
+        return np.array([*known, unseen, missing], dtype=np.int64)
     edges = np.asarray(reference["bin_edges"], dtype=float)
     indices = np.searchsorted(edges, values, side="left")
-    return np.bincount(indices, minlength=len(edges) + 1).astype(np.int64)
+    counts = np.bincount(indices, minlength=len(edges) + 1).astype(np.int64)
+    return np.append(counts, missing)
+
+
+def expected_shares(reference: dict[str, Any]) -> npt.NDArray[np.float64]:
+    """The reference's share of every bin of :func:`bin_counts`, the missing-value bin included."""
+    missing = float(reference.get("missing", 0.0))  # references from before it was recorded: 0
+    present = np.asarray(reference["proportions"], dtype=float) * (1.0 - missing)
+    if reference["kind"] == "categorical":
+        present = np.append(present, 0.0)  # the unseen-category bin: never seen in training
+    return np.append(present, missing)
 
 
 def psi(reference: dict[str, Any], values: npt.NDArray[np.float64]) -> float:
-    """Population stability index of recent values against the reference (0 = same distribution).
+    """Population stability index of recent values against the reference (0 = same distribution);
+    a change in the share of missing values counts like a change in any bin.
 
     Rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift.
     """
@@ -84,8 +105,5 @@ def psi(reference: dict[str, Any], values: npt.NDArray[np.float64]) -> float:
     if counts.sum() == 0:
         return 0.0
     actual = np.maximum(counts / counts.sum(), PSI_EPSILON)
-    expected = np.asarray(reference["proportions"], dtype=float)
-    if reference["kind"] == "categorical":
-        expected = np.append(expected, 0.0)  # the unseen-category bin: never seen in training
-    expected = np.maximum(expected, PSI_EPSILON)
+    expected = np.maximum(expected_shares(reference), PSI_EPSILON)
     return float(np.sum((actual - expected) * np.log(actual / expected)))

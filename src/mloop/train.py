@@ -35,7 +35,7 @@ def _pip_requirements(flavor: str) -> list[str]:
     return [f"{name}=={version(name)}" for name in packages]
 
 
-def _accepting_named_columns(estimator: Any, frame: pd.DataFrame) -> Any:
+def _accepting_named_columns(estimator: Any, frame: pd.DataFrame, nullable: bool) -> Any:
     """The pipeline MLflow logs: a name check and conversion to a float array, then the fitted steps.
 
     Candidates are fitted on float arrays (the served paths never build DataFrames), but MLflow's
@@ -46,14 +46,20 @@ def _accepting_named_columns(estimator: Any, frame: pd.DataFrame) -> Any:
     does, and hands the array on; the fitted steps are shared, not refitted, and the served
     candidate stays as it was fitted.
     """
+    from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    named_columns = FunctionTransformer(validate=True).fit(frame)
+    if nullable:  # NaN must pass: select the columns by name instead (no finiteness check)
+        named_columns: Any = ColumnTransformer(
+            [("features", "passthrough", list(frame.columns))], remainder="drop"
+        ).fit(frame)
+    else:
+        named_columns = FunctionTransformer(validate=True).fit(frame)
     return Pipeline([("named_columns", named_columns), *estimator.steps])
 
 
-def _log_model(estimator: Any, frame: pd.DataFrame, predictions: Any) -> str:
+def _log_model(estimator: Any, frame: pd.DataFrame, predictions: Any, nullable: bool) -> str:
     import mlflow
     from mlflow.models import infer_signature
 
@@ -74,7 +80,7 @@ def _log_model(estimator: Any, frame: pd.DataFrame, predictions: Any) -> str:
     else:
         import skops.io
 
-        logged = _accepting_named_columns(estimator, frame)
+        logged = _accepting_named_columns(estimator, frame, nullable)
         # MLflow stores scikit-learn models with skops, which refuses types it cannot vouch for
         # (tree node arrays). This model was fitted in this very process, so its types are trusted.
         trusted = skops.io.get_untrusted_types(data=skops.io.dumps(logged))
@@ -106,6 +112,7 @@ def run(config: Config) -> dict[str, Any]:
     frame = train[features]
 
     training_rows = row_ids(train, features)  # what every candidate saw (see mloop.rows)
+    missing_values = any(schema.columns[name].nullable for name in features)
 
     configure(config)
     info = lineage(config)
@@ -126,7 +133,7 @@ def run(config: Config) -> dict[str, Any]:
     ) as progress:
         for name, spec in params.train.enabled.items():
             task_id = progress.add_task(f"{name} ({spec.kind})", total=None, status="fitting")
-            estimator = build_candidate(spec, schema.task, params.train.seed)
+            estimator = build_candidate(spec, schema.task, params.train.seed, missing_values)
             started = time.perf_counter()
             if spec.kind == "keras_mlp":
                 max_epochs = estimator.epochs
@@ -178,7 +185,7 @@ def run(config: Config) -> dict[str, Any]:
                         )
                     mlflow.log_metric("best_epoch", estimator.best_epoch_)
                     _write_history(history, paths.training_plots_dir / f"{name}.csv")
-                model_uri = _log_model(estimator, frame, train_predictions)
+                model_uri = _log_model(estimator, frame, train_predictions, missing_values)
                 mlflow.log_artifacts(str(directory), artifact_path="candidate")
 
             manifest["candidates"][name] = {

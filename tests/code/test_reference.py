@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,7 +75,9 @@ def test_values_beyond_the_training_range_fall_in_the_outer_bins(normal_referenc
 
 def test_categorical_psi_detects_a_changed_mix():
     reference = feature_reference(np.array([0.0] * 50 + [1.0] * 50), bins=10)
-    assert reference == {"kind": "categorical", "categories": [0.0, 1.0], "proportions": [0.5, 0.5]}
+    assert reference == {
+        "kind": "categorical", "categories": [0.0, 1.0], "proportions": [0.5, 0.5], "missing": 0.0
+    }  # fmt: skip
     assert psi(reference, np.array([0.0] * 500 + [1.0] * 500)) == pytest.approx(0.0)
     assert psi(reference, np.array([0.0] * 900 + [1.0] * 100)) > 0.25
 
@@ -85,3 +89,22 @@ def test_psi_of_no_values_is_zero(normal_reference: dict):
 def test_psi_flags_categories_never_seen_in_training():
     reference = feature_reference(np.array([0.0] * 50 + [1.0] * 50), bins=10)
     assert psi(reference, np.full(100, 2.0)) > 0.25
+
+
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+def test_missing_values_are_counted_in_the_reference_and_the_drift(kind: str):
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=1000) if kind == "numeric" else rng.integers(0, 3, 1000).astype(float)
+    values[:100] = np.nan  # 10% missing in training
+    reference = feature_reference(values, bins=10)
+    assert reference["kind"] == kind and reference["missing"] == pytest.approx(0.1)
+    assert sum(reference["proportions"]) == pytest.approx(1.0), "shares of the present values"
+    json.dumps(reference, allow_nan=False)  # no NaN reaches the JSON file
+    same = values.copy()
+    assert psi(reference, same) == pytest.approx(0.0, abs=1e-3)
+    now_missing = values.copy()
+    now_missing[:500] = np.nan  # half the inputs arrive without this feature
+    assert psi(reference, now_missing) > 0.25
+    reference_without = dict(reference)
+    del reference_without["missing"]  # a bundle from before: no missing share recorded
+    assert psi(reference_without, values[100:]) == pytest.approx(0.0, abs=1e-3)

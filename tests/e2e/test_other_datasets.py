@@ -140,3 +140,55 @@ def test_wine_configuration_on_a_generated_csv(make_repo: Callable[[str], Path])
     manifest = json.loads((repo / "data/raw/manifest.json").read_text())
     assert manifest["extra_rows"] == 25 and manifest["rows"] == source_rows + 25
     assert len(pd.read_csv(repo / "data/raw/dataset.csv")) == source_rows + 25
+
+
+def test_missing_values_are_learnt_served_and_counted(
+    make_repo: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """Nullable features: every candidate takes NaN, the reference counts it, the service takes null."""
+    from tests.service.service_fixtures import start_server, stop_server
+
+    repo = make_repo("missing")
+    frame = load_diabetes(as_frame=True).frame
+    rng = np.random.default_rng(11)
+    for column in ("bmi", "bp"):
+        frame.loc[rng.random(len(frame)) < 0.12, column] = np.nan
+    source = repo / "data/external/diabetes-missing.csv"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(source, index=False)
+    schema_path = repo / "datasets/diabetes.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    schema["source"] = {"kind": "path", "path": "data/external/diabetes-missing.csv"}
+    for column in ("bmi", "bp"):
+        schema["columns"][column]["nullable"] = True
+    schema_path.write_text(yaml.safe_dump(schema, sort_keys=False))
+    dvc_repro(repo)
+
+    metrics = json.loads((repo / "reports/metrics.json").read_text())["candidates"]
+    assert len(metrics) == 6 and all(np.isfinite(m["rmse"]) for m in metrics.values())
+    reference = json.loads((repo / "data/prepared/reference_stats.json").read_text())
+    assert 0.05 < reference["features"]["bmi"]["missing"] < 0.2
+    assert reference["features"]["age"]["missing"] == 0.0
+    test = pd.read_parquet(repo / "data/prepared/test.parquet")
+    assert test["bmi"].isna().any()
+    for name in metrics:  # every candidate, as served, predicts rows with missing values
+        from mloop.models.store import load_predictor
+
+        served = load_predictor(repo / "models/candidates" / name)
+        assert np.isfinite(served.predict(test[FEATURES].to_numpy())).all(), name
+
+    server = start_server(tmp_path, repo / "models/champion")
+    try:
+        with server.client() as client:
+            row = {name: float(test[name].iloc[0]) for name in FEATURES}
+            row["bmi"] = None
+            answered = client.post("/predict", json=row)
+            row["age"] = None
+            refused = client.post("/predict", json=row)
+    finally:
+        stop_server(server)
+    assert answered.status_code == 200 and np.isfinite(answered.json()["prediction"])
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "age"]
+
+
+FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]

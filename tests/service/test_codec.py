@@ -103,3 +103,36 @@ def test_whitespace_and_escapes_do_not_fool_the_count(schema: DatasetSchema) -> 
     with pytest.raises(RequestError) as caught:
         codec(schema, "reject").decode(escaped.encode())
     assert caught.value.detail[0]["type"] == "duplicate_key"
+
+
+@pytest.fixture(scope="module")
+def nullable_schema(schema: DatasetSchema) -> DatasetSchema:
+    columns = dict(schema.columns)
+    columns["bmi"] = columns["bmi"].model_copy(update={"nullable": True})
+    return schema.model_copy(update={"columns": columns})
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one-record", "batch"])
+def test_a_nullable_feature_takes_null_as_a_missing_value(
+    nullable_schema: DatasetSchema, batch: bool
+) -> None:
+    one = record(nullable_schema, bmi=0.01)
+    one["bmi"] = None  # type: ignore[assignment]
+    payload = [one, record(nullable_schema, bmi=0.2)] if batch else one
+    decoded = codec(nullable_schema, "reject").decode(orjson.dumps(payload))
+    column = nullable_schema.features.index("bmi")
+    assert np.isnan(decoded.features[0, column]) and decoded.out_of_range is None
+    assert np.isfinite(np.delete(decoded.features, column, axis=1)).all()
+    if batch:
+        assert decoded.features[1, column] == 0.2
+
+
+def test_null_stays_refused_where_the_schema_says_so(nullable_schema: DatasetSchema) -> None:
+    other = record(nullable_schema)
+    other["age"] = None  # type: ignore[assignment]
+    with pytest.raises(RequestError) as caught:
+        codec(nullable_schema, "reject").decode(orjson.dumps(other))
+    assert caught.value.detail[0]["loc"] == ["body", "age"]
+    text = orjson.dumps(record(nullable_schema, bmi=0.25)).decode().replace("0.25", "1e999")
+    with pytest.raises(RequestError):  # a nullable feature still takes no infinity
+        codec(nullable_schema, "reject").decode(text.encode())

@@ -8,8 +8,14 @@ from mloop.config import CandidateSpec, Task
 from mloop.models.sklearn_models import ESTIMATORS, build_sklearn
 
 
-def build_candidate(spec: CandidateSpec, task: Task, seed: int) -> Any:
-    """An untrained estimator for the candidate, with the hyperparameters of the dataset's task."""
+def build_candidate(
+    spec: CandidateSpec, task: Task, seed: int, missing_values: bool = False
+) -> Any:
+    """An untrained estimator for the candidate, with the hyperparameters of the dataset's task.
+
+    ``missing_values``: the schema has nullable features, so the model must take NaN (imputed in
+    the scikit-learn pipelines, natively by gradient boosting, by training medians in Keras).
+    """
     hyperparameters = spec.hyperparameters(task)
     if spec.kind == "keras_mlp":
         from mloop.models.keras_mlp import KerasMLP
@@ -22,4 +28,4 @@ def build_candidate(spec: CandidateSpec, task: Task, seed: int) -> Any:
             raise ValueError(f"keras_mlp: bad hyperparameter: {exc}") from None
     if spec.kind not in ESTIMATORS:
         raise ValueError(f"unknown candidate kind {spec.kind!r}")
-    return build_sklearn(spec.kind, task, hyperparameters, seed)
+    return build_sklearn(spec.kind, task, hyperparameters, seed, impute=missing_values)

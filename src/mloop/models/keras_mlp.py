@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,12 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
         keras.utils.set_random_seed(self.seed)
         tf.config.experimental.enable_op_determinism()
         X = np.asarray(X, dtype="float32")
+        # Missing values (nullable features) take the training median, here and at predict.
+        with warnings.catch_warnings():  # a column with no value at all: 0 stands in
+            warnings.simplefilter("ignore", RuntimeWarning)
+            medians = np.nanmedian(X, axis=0)
+        self.fill_values_ = np.nan_to_num(medians).astype("float32")
+        X = self._filled(X)
         normalizer = keras.layers.Normalization()
         normalizer.adapt(X)
 
@@ -135,10 +142,16 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
             )
         return self
 
+    def _filled(self, X: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        fill = getattr(self, "fill_values_", None)
+        if fill is None or not np.isnan(X).any():
+            return X
+        return np.where(np.isnan(X), fill, X).astype("float32")
+
     def _forward(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         # A traced graph with a fixed signature: one row takes ~0.4 ms, against ~5 ms for an eager
         # call and ~30 ms for Keras' predict() loop. Traced once per estimator, on first use.
-        inputs = np.asarray(X, dtype="float32")
+        inputs = self._filled(np.asarray(X, dtype="float32"))
         forward = getattr(self, "_traced_forward", None)
         if forward is None:
             _, tf = import_keras()

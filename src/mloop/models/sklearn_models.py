@@ -14,6 +14,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import ElasticNet, LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -37,7 +38,15 @@ ESTIMATORS: dict[str, dict[Task, type[BaseEstimator]]] = {
 SCALED_BY_DEFAULT = frozenset({"linear"})
 
 
-def build_sklearn(kind: str, task: Task, hyperparameters: dict[str, Any], seed: int) -> Pipeline:
+# Kinds that take missing values (NaN) natively, as a learnt split direction: no imputer before them.
+NATIVE_MISSING = frozenset({"hist_gradient_boosting"})
+
+
+def build_sklearn(
+    kind: str, task: Task, hyperparameters: dict[str, Any], seed: int, impute: bool = False
+) -> Pipeline:
+    """The candidate's pipeline; ``impute`` puts a median imputer first (schemas with nullable
+    features), except for kinds that take missing values natively."""
     params = dict(hyperparameters)
     scale = bool(params.pop("scale", kind in SCALED_BY_DEFAULT))
     estimator_cls = ESTIMATORS[kind][task]
@@ -47,5 +56,7 @@ def build_sklearn(kind: str, task: Task, hyperparameters: dict[str, Any], seed: 
         estimator = estimator_cls(**params)
     except TypeError as exc:
         raise ValueError(f"{kind} ({task}): bad hyperparameter: {exc}") from None
-    steps = [StandardScaler(), estimator] if scale else [estimator]
+    steps: list[Any] = [StandardScaler(), estimator] if scale else [estimator]
+    if impute and kind not in NATIVE_MISSING:
+        steps.insert(0, SimpleImputer(strategy="median", keep_empty_features=True))
     return make_pipeline(*steps)

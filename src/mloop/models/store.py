@@ -50,6 +50,8 @@ def save_native(estimator: Any, directory: Path, task: str, features: list[str])
         "classes": None if classes is None else np.asarray(classes).tolist(),
         "serving": "native",
     }
+    if flavor == "keras":  # what a missing value becomes (the network itself takes no NaN)
+        meta["fill_values"] = np.asarray(estimator.fill_values_).tolist()
     write_meta(directory, meta)
     return meta
 
@@ -236,6 +238,8 @@ def load_native(directory: Path) -> Any:
         wrapper.model_ = keras.saving.load_model(path)
         if meta["classes"] is not None:
             wrapper.classes_ = np.asarray(meta["classes"])
+        if meta.get("fill_values") is not None:
+            wrapper.fill_values_ = np.asarray(meta["fill_values"], dtype="float32")
         return wrapper
     except Exception as exc:  # noqa: BLE001 - a corrupt file can fail in many library-specific ways
         raise ModelLoadError(f"{path}: cannot load: {type(exc).__name__}: {exc}") from None
