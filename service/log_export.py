@@ -29,6 +29,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from mloop.config import ConfigError, DatasetSchema, load_schema
+from mloop.encoding import decode_codes
 from mloop.errors import DataValidationError
 from mloop.fileio import write_json
 from service.log_store import predictions, redact, sqlite_path
@@ -77,22 +78,28 @@ def _type_problems(frame: pd.DataFrame, schema: DatasetSchema) -> pd.Series:
         elif spec.dtype == "bool":
             bad |= values.notna() & ~values.isin([0, 1])
             reason = f"{name}: not a boolean"
+        elif spec.dtype == "category":  # logged as its code: the position in the schema's list
+            bad |= values.notna() & ~values.isin(range(len(spec.categories)))
+            reason = f"{name}: not a category code"
         reasons[bad & (reasons == "")] = reason
     return reasons
 
 
 def _cast(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """Each column as its schema dtype (rows that cannot take it were removed before)."""
+    """Each column as its schema dtype, a category's code as its text (rows that cannot take it
+    were removed before)."""
     out = frame.copy()
     for name, spec in schema.columns.items():
         values = pd.to_numeric(out[name])
-        if spec.dtype == "int" and values.notna().all():
+        if spec.dtype == "category":
+            out[name] = values
+        elif spec.dtype == "int" and values.notna().all():
             out[name] = values.astype("int64")
         elif spec.dtype == "bool" and values.notna().all():
             out[name] = values.astype(bool)
         else:
             out[name] = values.astype("float64")
-    return out
+    return decode_codes(out, schema)
 
 
 def _type_violations(reasons: pd.Series, frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -59,14 +59,40 @@ class SourceConfig(_Strict):
 
 
 class ColumnSpec(_Strict):
-    """One column: its type and the values it may take."""
+    """One column: its type and the values it may take.
 
-    dtype: Literal["float", "int", "bool"]
+    A ``category`` column holds text from ``allowed`` (required, in a fixed order: models see the
+    position of a value in that list, see :mod:`mloop.encoding`); the other dtypes are numbers.
+    """
+
+    dtype: Literal["float", "int", "bool", "category"]
     min: float | None = None
     max: float | None = None
-    allowed: list[float] | None = None
+    allowed: list[float] | list[str] | None = None
     nullable: bool = False
     description: str = ""
+
+    @model_validator(mode="after")
+    def _allowed_fits_dtype(self) -> ColumnSpec:
+        textual = self.allowed is not None and any(isinstance(v, str) for v in self.allowed)
+        if self.dtype == "category":
+            if not self.allowed or not textual:
+                raise ValueError(
+                    "a category column needs 'allowed': its values as text, in a fixed order "
+                    "(quote numbers: ['1', '2'])"
+                )
+            if len(set(self.allowed)) != len(self.allowed):
+                raise ValueError("'allowed' lists a category twice")
+            if self.min is not None or self.max is not None:
+                raise ValueError("a category column has no 'min' or 'max', only 'allowed'")
+        elif textual:
+            raise ValueError(f"'allowed' of a {self.dtype} column must be numbers")
+        return self
+
+    @property
+    def categories(self) -> list[str]:
+        """The allowed values of a category column, in order (empty for other dtypes)."""
+        return [str(v) for v in self.allowed or ()] if self.dtype == "category" else []
 
 
 class DatasetSchema(_Strict):
@@ -87,6 +113,11 @@ class DatasetSchema(_Strict):
     def _target_is_a_column(self) -> DatasetSchema:
         if self.target not in self.columns:
             raise ValueError(f"target {self.target!r} is not one of the columns")
+        if self.columns[self.target].dtype == "category":
+            raise ValueError(
+                f"target {self.target!r}: a category target is not supported yet; encode its "
+                "classes as integers (0, 1, ...) and describe them in 'description'"
+            )
         if len(self.columns) < 2:
             raise ValueError("a dataset needs the target and at least one feature")
         return self

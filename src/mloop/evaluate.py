@@ -20,6 +20,7 @@ from sklearn.metrics import roc_curve
 
 from mloop.config import DEFAULT_PARAMS, Config, load_config
 from mloop.console import console, stage
+from mloop.encoding import feature_matrix
 from mloop.errors import StageError
 from mloop.fileio import read_json, write_json
 from mloop.metrics import round_metrics, score
@@ -139,7 +140,7 @@ def run(config: Config) -> dict[str, Any]:
         raise StageError(f"{manifest_path} not found: run the train stage first")
     manifest = read_json(manifest_path)
     test = read_typed(paths.test_data, schema)
-    X, y = test[schema.features].to_numpy(dtype=float), test[schema.target].to_numpy()
+    X, y = feature_matrix(test, schema), test[schema.target].to_numpy()
     if len(test) == 0:
         raise StageError("the test split is empty: lower split.test_size or add data")
     configure(config)

@@ -34,7 +34,7 @@ def split_indices(
         rows, test_size=split.test_size, random_state=split.seed, stratify=stratify
     )
     if split.strategy == "group_duplicates":
-        groups = row_ids(frame, schema.features)  # rows sharing an id are copies of one input
+        groups = row_ids(frame, schema)  # rows sharing an id are copies of one input
         in_train = np.isin(groups[test], groups[train])
         train = np.concatenate([train, test[in_train]])
         test = test[~in_train]
@@ -53,7 +53,7 @@ def run(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     paths.train_data.parent.mkdir(parents=True, exist_ok=True)
     train.to_parquet(paths.train_data, index=False)
     test.to_parquet(paths.test_data, index=False)
-    reference = compute_reference(train, schema.features, schema.target, params.reference.bins)
+    reference = compute_reference(train, schema, params.reference.bins)
     reference["split"] = {
         "strategy": params.split.strategy,
         "requested_test_size": params.split.test_size,

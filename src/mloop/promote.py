@@ -23,6 +23,7 @@ from mloop import registry
 from mloop.bundle import META_FILE, install_bundle, write_bundle
 from mloop.config import DEFAULT_PARAMS, Config, load_config, metric_is_lower_better
 from mloop.console import console, stage
+from mloop.encoding import feature_matrix
 from mloop.errors import PromotionRefused, StageError
 from mloop.fileio import read_json, write_json
 from mloop.gate import Comparison, TooFewRows, at_least_as_good, compare, decide
@@ -191,8 +192,8 @@ def run(config: Config) -> dict[str, Any]:
     if metric not in next(iter(quality.values())):
         raise StageError(f"selection metric {metric!r} is not computed for a {schema.task} task")
     test = read_typed(paths.test_data, schema)
-    X, y = test[schema.features].to_numpy(dtype=float), test[schema.target].to_numpy()
-    test_ids = row_ids(test, schema.features)
+    X, y = feature_matrix(test, schema), test[schema.target].to_numpy()
+    test_ids = row_ids(test, schema)
 
     configure(config)
     name, over_budget = select_challenger(quality, latency, metric, budget)

@@ -13,6 +13,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mloop.config import DatasetSchema
+from mloop.encoding import encoded_frame
+
 # A bin the reference never saw would make PSI infinite; floor proportions at this share instead.
 PSI_EPSILON = 1e-4
 # Features with at most this many distinct values are treated as categorical (one bin per value).
@@ -22,21 +25,32 @@ MAX_CATEGORIES = 10
 CATEGORY_RTOL = 1e-9
 
 
-def feature_reference(values: npt.NDArray[np.float64], bins: int) -> dict[str, Any]:
+def feature_reference(
+    values: npt.NDArray[np.float64], bins: int, categories: list[str] | None = None
+) -> dict[str, Any]:
     """Histogram of one feature: interior bin edges (open-ended outer bins) and the proportions of
-    the present values, plus the share of missing ones (``missing``, NaN)."""
+    the present values, plus the share of missing ones (``missing``, NaN).
+
+    ``categories``: the feature is a category column whose values are codes (positions in this
+    list, see :mod:`mloop.encoding`): one bin per category, named in ``labels``, seen or not.
+    """
     absent = np.isnan(values)
     missing = float(absent.mean()) if len(values) else 0.0
     values = values[~absent]
     distinct = np.unique(values)
-    if len(distinct) <= MAX_CATEGORIES:
+    if categories is not None or len(distinct) <= MAX_CATEGORIES:
+        if categories is not None:
+            distinct = np.arange(len(categories), dtype=float)
         counts = np.array([(values == v).sum() for v in distinct], dtype=float)
-        return {
+        histogram: dict[str, Any] = {
             "kind": "categorical",
             "categories": distinct.tolist(),
             "proportions": (counts / max(counts.sum(), 1.0)).tolist(),
             "missing": missing,
         }
+        if categories is not None:
+            histogram["labels"] = list(categories)
+        return histogram
     quantiles = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
     edges = np.unique(quantiles)
     counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
@@ -52,16 +66,22 @@ def feature_reference(values: npt.NDArray[np.float64], bins: int) -> dict[str, A
     }
 
 
-def compute_reference(
-    frame: pd.DataFrame, features: list[str], target: str, bins: int
-) -> dict[str, Any]:
+def compute_reference(frame: pd.DataFrame, schema: DatasetSchema, bins: int) -> dict[str, Any]:
+    """The reference of every feature (on the model's input: category features as codes) and of
+    the target."""
+    encoded = encoded_frame(frame, schema)
     return {
         "rows": int(len(frame)),
         "bins": bins,
         "features": {
-            name: feature_reference(frame[name].to_numpy(dtype=float), bins) for name in features
+            name: feature_reference(
+                encoded[name].to_numpy(dtype=float),
+                bins,
+                schema.columns[name].categories or None,
+            )
+            for name in schema.features
         },
-        "target": feature_reference(frame[target].to_numpy(dtype=float), bins),
+        "target": feature_reference(frame[schema.target].to_numpy(dtype=float), bins),
     }
 
 

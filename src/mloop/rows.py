@@ -1,11 +1,11 @@
 """Row identities: which inputs a model has seen, so that it is never scored on them.
 
 A row's identity is a 64-bit hash of its feature values (pandas' ``hash_pandas_object``, with its
-fixed key, over the features as float64): rows with the same inputs share it, whatever their
-label, because a model that saw an input has, for scoring purposes, seen every copy of it. The
-train stage writes the identities of the training rows beside each candidate
-(``training_rows.npy``), so they travel with the candidate's MLflow artifact and into the bundle,
-and the promotion gate compares models only on rows neither of them trained on.
+fixed key, over the model's input, :func:`mloop.encoding.encoded_frame`): rows with the same
+inputs share it, whatever their label, because a model that saw an input has, for scoring
+purposes, seen every copy of it. The train stage writes the identities of the training rows
+beside each candidate (``training_rows.npy``), so they travel with the candidate's MLflow
+artifact and into the bundle, and the promotion gate compares models only on rows neither of them trained on.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mloop.config import DatasetSchema
+from mloop.encoding import encoded_frame
+
 TRAINING_ROWS_FILE = "training_rows.npy"
 
 
-def row_ids(frame: pd.DataFrame, features: list[str]) -> npt.NDArray[np.uint64]:
+def row_ids(frame: pd.DataFrame, schema: DatasetSchema) -> npt.NDArray[np.uint64]:
     """One identity per row of ``frame`` (rows with equal feature values share it)."""
-    values = frame[features].astype("float64")
+    values = encoded_frame(frame, schema)
     return np.asarray(pd.util.hash_pandas_object(values, index=False), dtype=np.uint64)
 
 

@@ -33,11 +33,23 @@ def _sklearn_frame(loader_name: str) -> Callable[[], pd.DataFrame]:
     return load
 
 
+def _plotly_frame(name: str) -> Callable[[], pd.DataFrame]:
+    def load() -> pd.DataFrame:
+        # The file itself, not plotly.data: importing plotly's figure machinery takes a second.
+        from importlib.resources import files
+
+        with (files("plotly") / "package_data" / "datasets" / f"{name}.csv.gz").open("rb") as raw:
+            return pd.read_csv(raw, compression="gzip")
+
+    return load
+
+
 # Datasets that ship inside a dependency, so the quick start needs no network and no shared folder.
 BUNDLED: dict[str, Callable[[], pd.DataFrame]] = {
     "sklearn.diabetes": _sklearn_frame("load_diabetes"),
     "sklearn.breast_cancer": _sklearn_frame("load_breast_cancer"),
     "sklearn.iris": _sklearn_frame("load_iris"),
+    "plotly.tips": _plotly_frame("tips"),  # text columns: the category dtype, offline
 }
 
 

@@ -13,8 +13,9 @@ import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mloop.config import DEFAULT_PARAMS, Config, load_config
+from mloop.config import DEFAULT_PARAMS, Config, DatasetSchema, load_config
 from mloop.console import console, stage
+from mloop.encoding import categorical_features, feature_matrix
 from mloop.fileio import write_json
 from mloop.models import build_candidate
 from mloop.models.store import export_onnx, flavor_of, save_native
@@ -35,7 +36,7 @@ def _pip_requirements(flavor: str) -> list[str]:
     return [f"{name}=={version(name)}" for name in packages]
 
 
-def _accepting_named_columns(estimator: Any, frame: pd.DataFrame, nullable: bool) -> Any:
+def _accepting_named_columns(estimator: Any, frame: pd.DataFrame, schema: DatasetSchema) -> Any:
     """The pipeline MLflow logs: a name check and conversion to a float array, then the fitted steps.
 
     Candidates are fitted on float arrays (the served paths never build DataFrames), but MLflow's
@@ -44,22 +45,40 @@ def _accepting_named_columns(estimator: Any, frame: pd.DataFrame, nullable: bool
     ``mlflow models serve``. The leading step (identity, ``validate=True``) is fitted on the
     training columns, so it checks their names and order, refuses NaN and infinity as the service
     does, and hands the array on; the fitted steps are shared, not refitted, and the served
-    candidate stays as it was fitted.
+    candidate stays as it was fitted. Category features arrive as text and become their codes
+    (an ``OrdinalEncoder`` on the schema's list, NaN last so that it stays missing; any other
+    value is refused).
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
-    if nullable:  # NaN must pass: select the columns by name instead (no finiteness check)
+    coded = categorical_features(schema)
+    if coded or any(schema.columns[name].nullable for name in frame.columns):
+        # NaN must pass: select the columns by name instead (no finiteness check), in order.
         named_columns: Any = ColumnTransformer(
-            [("features", "passthrough", list(frame.columns))], remainder="drop"
+            [
+                (
+                    name,
+                    (
+                        OrdinalEncoder(categories=[[*coded[i], np.nan]], dtype=np.float64)
+                        if i in coded
+                        else "passthrough"
+                    ),
+                    [name],
+                )
+                for i, name in enumerate(frame.columns)
+            ],
+            remainder="drop",
         ).fit(frame)
     else:
         named_columns = FunctionTransformer(validate=True).fit(frame)
     return Pipeline([("named_columns", named_columns), *estimator.steps])
 
 
-def _log_model(estimator: Any, frame: pd.DataFrame, predictions: Any, nullable: bool) -> str:
+def _log_model(
+    estimator: Any, frame: pd.DataFrame, X: Any, predictions: Any, schema: DatasetSchema
+) -> str:
     import mlflow
     from mlflow.models import infer_signature
 
@@ -68,8 +87,9 @@ def _log_model(estimator: Any, frame: pd.DataFrame, predictions: Any, nullable: 
     flavor = flavor_of(estimator)
     requirements = _pip_requirements(flavor)
     if flavor == "keras":
-        # The TensorFlow flavor takes a tensor (columns in schema order), not named columns.
-        tensor = example.to_numpy(dtype="float32")
+        # The TensorFlow flavor takes the network's tensor (columns in schema order, categories
+        # one-hot), not named columns.
+        tensor = estimator.network_input(X[:5])
         info = mlflow.tensorflow.log_model(
             estimator.model_,
             name="model",
@@ -80,7 +100,7 @@ def _log_model(estimator: Any, frame: pd.DataFrame, predictions: Any, nullable: 
     else:
         import skops.io
 
-        logged = _accepting_named_columns(estimator, frame, nullable)
+        logged = _accepting_named_columns(estimator, frame, schema)
         # MLflow stores scikit-learn models with skops, which refuses types it cannot vouch for
         # (tree node arrays). This model was fitted in this very process, so its types are trusted.
         trusted = skops.io.get_untrusted_types(data=skops.io.dumps(logged))
@@ -108,11 +128,16 @@ def run(config: Config) -> dict[str, Any]:
     schema, params, paths = config.schema, config.params, config.params.paths
     train = read_typed(paths.train_data, schema)
     features = schema.features
-    X, y = train[features].to_numpy(dtype=float), train[schema.target].to_numpy()
-    frame = train[features]
+    X, y = feature_matrix(train, schema), train[schema.target].to_numpy()
+    # Named columns as MLflow's pyfunc takes them; a missing category is NaN (pandas' None is
+    # another category to scikit-learn's encoders).
+    frame = train[features].astype({features[i]: object for i in categorical_features(schema)})
+    frame = frame.where(frame.notna(), np.nan)
 
-    training_rows = row_ids(train, features)  # what every candidate saw (see mloop.rows)
+    training_rows = row_ids(train, schema)  # what every candidate saw (see mloop.rows)
     missing_values = any(schema.columns[name].nullable for name in features)
+    coded = categorical_features(schema)
+    categories = [len(coded.get(index, ())) for index in range(len(features))]
 
     configure(config)
     info = lineage(config)
@@ -133,7 +158,9 @@ def run(config: Config) -> dict[str, Any]:
     ) as progress:
         for name, spec in params.train.enabled.items():
             task_id = progress.add_task(f"{name} ({spec.kind})", total=None, status="fitting")
-            estimator = build_candidate(spec, schema.task, params.train.seed, missing_values)
+            estimator = build_candidate(
+                spec, schema.task, params.train.seed, missing_values, categories
+            )
             started = time.perf_counter()
             if spec.kind == "keras_mlp":
                 max_epochs = estimator.epochs
@@ -185,7 +212,7 @@ def run(config: Config) -> dict[str, Any]:
                         )
                     mlflow.log_metric("best_epoch", estimator.best_epoch_)
                     _write_history(history, paths.training_plots_dir / f"{name}.csv")
-                model_uri = _log_model(estimator, frame, train_predictions, missing_values)
+                model_uri = _log_model(estimator, frame, X, train_predictions, schema)
                 mlflow.log_artifacts(str(directory), artifact_path="candidate")
 
             manifest["candidates"][name] = {

@@ -18,7 +18,7 @@ from mloop.console import console, stage
 from mloop.errors import DataValidationError
 from mloop.fileio import write_json
 
-PANDAS_DTYPES = {"float": "float64", "int": "int64", "bool": "bool"}
+PANDAS_DTYPES = {"float": "float64", "int": "int64", "bool": "bool", "category": "str"}
 MAX_EXAMPLES = 5
 
 

@@ -43,7 +43,7 @@ def reference_file(
     tmp_path: Path, diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
 ) -> Path:
     path = tmp_path / "reference_stats.json"
-    write_json(path, compute_reference(diabetes_frame, diabetes_schema.features, "target", 10))
+    write_json(path, compute_reference(diabetes_frame, diabetes_schema, 10))
     return path
 
 
@@ -239,9 +239,10 @@ def test_reference_lacking_a_feature_is_refused(
     diabetes_schema: DatasetSchema,
 ):
     partial = tmp_path / "partial_reference.json"
-    write_json(
-        partial, compute_reference(diabetes_frame, diabetes_schema.features[:-1], "target", 10)
+    without_s6 = diabetes_schema.model_copy(
+        update={"columns": {k: v for k, v in diabetes_schema.columns.items() if k != "s6"}}
     )
+    write_json(partial, compute_reference(diabetes_frame, without_s6, 10))
     with pytest.raises(BundleError, match="reference statistics lack s6"):
         write_bundle(
             champion, model_dir, SCHEMA_FILE, partial, bundle_meta(diabetes_schema.features)

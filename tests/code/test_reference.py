@@ -21,9 +21,7 @@ def normal_reference() -> dict:
 def test_diabetes_reference_proportions_sum_to_one(
     diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
 ):
-    reference = compute_reference(
-        diabetes_frame, diabetes_schema.features, diabetes_schema.target, bins=10
-    )
+    reference = compute_reference(diabetes_frame, diabetes_schema, bins=10)
     assert reference["rows"] == 442
     assert set(reference["features"]) == set(diabetes_schema.features)
     for name, histogram in [*reference["features"].items(), ("target", reference["target"])]:
@@ -48,9 +46,7 @@ def test_quantile_bins_hold_similar_shares(normal_reference: dict):
 def test_psi_is_zero_on_the_training_data_itself(
     diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
 ):
-    reference = compute_reference(
-        diabetes_frame, diabetes_schema.features, diabetes_schema.target, bins=10
-    )
+    reference = compute_reference(diabetes_frame, diabetes_schema, bins=10)
     for name in diabetes_schema.features:
         values = diabetes_frame[name].to_numpy(dtype=float)
         assert psi(reference["features"][name], values) == pytest.approx(0.0, abs=1e-9), name

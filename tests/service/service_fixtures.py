@@ -67,9 +67,7 @@ def make_bundle(
         served, _ = export_onnx(estimator, X, model_dir, atol=1e-5, rtol=1e-5)
         reference = Path(scratch) / "reference_stats.json"
         frame = frame.assign(**{schema.target: y})
-        reference.write_text(
-            json.dumps(compute_reference(frame, schema.features, schema.target, 10))
-        )
+        reference.write_text(json.dumps(compute_reference(frame, schema, 10)))
         write_bundle(
             destination,
             model_dir=model_dir,

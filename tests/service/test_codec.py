@@ -136,3 +136,57 @@ def test_null_stays_refused_where_the_schema_says_so(nullable_schema: DatasetSch
     text = orjson.dumps(record(nullable_schema, bmi=0.25)).decode().replace("0.25", "1e999")
     with pytest.raises(RequestError):  # a nullable feature still takes no infinity
         codec(nullable_schema, "reject").decode(text.encode())
+
+
+@pytest.fixture(scope="module")
+def colours() -> DatasetSchema:
+    return DatasetSchema.model_validate(
+        {
+            "name": "colours",
+            "task": "regression",
+            "source": {"kind": "path", "path": "x.csv"},
+            "target": "price",
+            "columns": {
+                "area": {"dtype": "float", "min": 0},
+                "colour": {"dtype": "category", "allowed": ["red", "white", "rosé"]},
+                "finish": {"dtype": "category", "allowed": ["dry", "sweet"], "nullable": True},
+                "price": {"dtype": "float"},
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize("policy", ["reject", "flag"])
+def test_a_category_arrives_as_text_and_reaches_the_model_as_its_code(
+    colours: DatasetSchema, policy: str
+) -> None:
+    one = codec(colours, policy).decode(
+        orjson.dumps({"area": 2.5, "colour": "rosé", "finish": "sweet"})
+    )
+    assert one.single and one.features.tolist() == [[2.5, 2.0, 1.0]]
+    rows = [
+        {"area": 1.0, "colour": "red", "finish": None},
+        {"area": 3.0, "colour": "white", "finish": "dry"},
+    ]
+    many = codec(colours, policy).decode(orjson.dumps(rows))
+    assert many.features[:, :2].tolist() == [[1.0, 0.0], [3.0, 1.0]]
+    assert np.isnan(many.features[0, 2]) and many.features[1, 2] == 0.0
+    assert many.out_of_range is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "loc"),
+    [
+        ({"area": 1.0, "colour": "blue", "finish": "dry"}, ["body", "colour"]),
+        ({"area": 1.0, "colour": 0, "finish": "dry"}, ["body", "colour"]),
+        ({"area": 1.0, "colour": None, "finish": "dry"}, ["body", "colour"]),
+        ([{"area": 1.0, "colour": "red", "finish": "Dry"}], ["body", 0, "finish"]),
+    ],
+    ids=["unknown", "a-code", "null-not-nullable", "case-matters"],
+)
+def test_a_value_outside_the_categories_is_a_422_naming_the_field(
+    colours: DatasetSchema, payload: object, loc: list[object]
+) -> None:
+    with pytest.raises(RequestError) as caught:
+        codec(colours, "flag").decode(orjson.dumps(payload))
+    assert caught.value.status == 422 and caught.value.detail[0]["loc"] == loc

@@ -31,9 +31,7 @@ SHIFTED = ["bmi", "bp", "s5"]
 
 @pytest.fixture(scope="module")
 def plog_reference(diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema) -> dict[str, Any]:
-    return compute_reference(
-        diabetes_frame, diabetes_schema.features, diabetes_schema.target, bins=10
-    )
+    return compute_reference(diabetes_frame, diabetes_schema, bins=10)
 
 
 @pytest.fixture(scope="module")

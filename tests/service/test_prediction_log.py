@@ -647,3 +647,34 @@ def test_export_cli_hands_only_valid_rows_to_ingest(
     assert len(frame) == 4 and check(frame, diabetes_schema)[1] == []
     assert "quarantined 1 row(s)" in done.stderr
     assert pd.read_csv(quarantine / "export.rejected.csv")["prediction_id"].tolist() == [ids[2]]
+
+
+def test_export_writes_a_category_as_its_text(plog_log: PredictionLog, tmp_path: Path) -> None:
+    """The log holds a category's code (the model's input); the exported row holds its text, and
+    a code outside the list is quarantined, not guessed."""
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "colours",
+            "task": "regression",
+            "source": {"kind": "path", "path": "x.csv"},
+            "target": "price",
+            "columns": {
+                "colour": {"dtype": "category", "allowed": ["red", "white"], "nullable": True},
+                "area": {"dtype": "float"},
+                "price": {"dtype": "float"},
+            },
+        }
+    )
+    features = np.array([[1.0, 70.5], [np.nan, 20.0], [0.0, 1.0], [7.0, 2.0]])
+    ids = ["c1", "c2", "c3", "c4"]
+    assert plog_log.record("1", ids, features, ["colour", "area"], np.zeros(4), T0)
+    plog_log.record_feedback([(i, 9.5) for i in ids], T0)
+    quarantine = tmp_path / "quarantine"
+    result = export_labelled(plog_log, tmp_path / "rows.csv", schema, quarantine_dir=quarantine)
+    assert (result.exported, result.quarantined) == (3, 1)
+    frame = pd.read_csv(tmp_path / "rows.csv")
+    assert frame["colour"].tolist()[0::2] == ["white", "red"] and pd.isna(frame["colour"][1])
+    assert check(frame, schema)[1] == []
+    report = orjson.loads((quarantine / "rows.report.json").read_bytes())
+    assert report["violations"][0]["column"] == "colour"
+    assert report["violations"][0]["rule"] == "not a category code"

@@ -62,6 +62,7 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
         patience: int = 20,
         validation_split: float = 0.2,
         seed: int = 0,
+        categories: list[int] | None = None,
     ) -> None:
         self.task = task
         self.hidden_units = hidden_units
@@ -72,6 +73,7 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
         self.patience = patience
         self.validation_split = validation_split
         self.seed = seed
+        self.categories = categories
 
     def fit(
         self,
@@ -83,16 +85,21 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
         keras.utils.set_random_seed(self.seed)
         tf.config.experimental.enable_op_determinism()
         X = np.asarray(X, dtype="float32")
-        # Missing values (nullable features) take the training median, here and at predict.
+        # Missing values (nullable features) take the training median, or the most frequent
+        # category, here and at predict.
         with warnings.catch_warnings():  # a column with no value at all: 0 stands in
             warnings.simplefilter("ignore", RuntimeWarning)
-            medians = np.nanmedian(X, axis=0)
-        self.fill_values_ = np.nan_to_num(medians).astype("float32")
-        X = self._filled(X)
+            fill = np.nanmedian(X, axis=0)
+        for column, count in enumerate(self.categories or ()):
+            if count:
+                present = X[:, column][~np.isnan(X[:, column])].astype(np.int64)
+                fill[column] = np.bincount(present, minlength=1).argmax() if len(present) else 0
+        self.fill_values_ = np.nan_to_num(fill).astype("float32")
+        inputs = self.network_input(X)
         normalizer = keras.layers.Normalization()
-        normalizer.adapt(X)
+        normalizer.adapt(inputs)
 
-        layers: list[Any] = [keras.Input(shape=(X.shape[1],)), normalizer]
+        layers: list[Any] = [keras.Input(shape=(inputs.shape[1],)), normalizer]
         for units in self.hidden_units:
             layers.append(keras.layers.Dense(units, activation="relu"))
             if self.dropout:
@@ -122,7 +129,7 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
         if on_epoch_end is not None:
             callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end))
         history = network.fit(
-            X,
+            inputs,
             y_fit,
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -148,10 +155,26 @@ class KerasMLP(BaseEstimator):  # type: ignore[misc]
             return X
         return np.where(np.isnan(X), fill, X).astype("float32")
 
+    def network_input(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """What the network takes for rows of features: missing values filled, each category
+        feature (a code, see :mod:`mloop.encoding`) as one column per category (one-hot)."""
+        X = self._filled(np.asarray(X, dtype="float32"))
+        if not self.categories or not any(self.categories):
+            return X
+        parts = [
+            (
+                (X[:, [i]] == np.arange(count, dtype="float32")).astype("float32")
+                if count
+                else X[:, [i]]
+            )
+            for i, count in enumerate(self.categories)
+        ]
+        return np.concatenate(parts, axis=1)
+
     def _forward(self, X: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         # A traced graph with a fixed signature: one row takes ~0.4 ms, against ~5 ms for an eager
         # call and ~30 ms for Keras' predict() loop. Traced once per estimator, on first use.
-        inputs = self._filled(np.asarray(X, dtype="float32"))
+        inputs = self.network_input(X)
         forward = getattr(self, "_traced_forward", None)
         if forward is None:
             _, tf = import_keras()

@@ -52,6 +52,8 @@ def save_native(estimator: Any, directory: Path, task: str, features: list[str])
     }
     if flavor == "keras":  # what a missing value becomes (the network itself takes no NaN)
         meta["fill_values"] = np.asarray(estimator.fill_values_).tolist()
+        if estimator.categories and any(estimator.categories):  # one-hot before the network
+            meta["categories"] = list(estimator.categories)
     write_meta(directory, meta)
     return meta
 
@@ -234,7 +236,7 @@ def load_native(directory: Path) -> Any:
         from mloop.models.keras_mlp import KerasMLP, import_keras
 
         keras, _ = import_keras()
-        wrapper = KerasMLP(task=meta["task"])
+        wrapper = KerasMLP(task=meta["task"], categories=meta.get("categories"))
         wrapper.model_ = keras.saving.load_model(path)
         if meta["classes"] is not None:
             wrapper.classes_ = np.asarray(meta["classes"])
