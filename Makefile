@@ -77,7 +77,7 @@ test: $(STAMP) system-deps ## Run the whole test suite (unit, data, service, end
 test-fast: $(STAMP) ## Run the tests that do not run the whole pipeline
 	$(BIN)/python -m pytest -m "not slow"
 
-lint: $(STAMP) ## black --check, flake8, mypy (strict on src/)
+lint: $(STAMP) ## black --check, flake8, mypy (strict on src/, service/, retrainer/)
 	$(BIN)/black --check .
 	$(BIN)/flake8
 	$(BIN)/mypy

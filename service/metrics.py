@@ -114,6 +114,16 @@ live_error = Gauge(
     "(classification), by model version.", ["model_version", "metric"], namespace=NAMESPACE,
     multiprocess_mode="livemostrecent",
 )  # fmt: skip
+live_labelled_rows = Gauge(
+    "live_labelled_rows", "Labelled predictions in the feedback window, by model version: the "
+    "sample behind mloop_live_error.", ["model_version"], namespace=NAMESPACE,
+    multiprocess_mode="livemostrecent",
+)  # fmt: skip
+holdout_metric = Gauge(
+    "model_holdout_metric", "The served model's metrics on its held-out test split (from its "
+    "bundle): what the live error is compared with.", ["metric"], namespace=NAMESPACE,
+    multiprocess_mode="livemostrecent",
+)  # fmt: skip
 feedback_rows = Counter(
     "feedback", "Feedback labels by result: accepted, unchanged (sent again), unknown_id, "
     "conflict (another label was stored first: refused).", ["result"], namespace=NAMESPACE,

@@ -127,6 +127,8 @@ class Runtime:
             meta["registered_model"], new.version, meta.get("candidate", ""),
             meta.get("serving", ""), str(meta["git_commit"])[:12],
         ).set(1)  # fmt: skip
+        for name, value in (meta.get("metrics") or {}).items():
+            metrics.holdout_metric.labels(name).set(float(value))
         metrics.model_loaded.set(new.loaded_at)
         metrics.model_reloads.labels("success").inc()
 
@@ -259,6 +261,7 @@ class Runtime:
                     wanted = ("accuracy", "f1")
                 for name in wanted:
                     metrics.live_error.labels(str(version), name).set(values[name])
+                metrics.live_labelled_rows.labels(str(version)).set(len(group))
 
     def log_status(self) -> str:
         """The prediction log for /ready: ok, down (its writer died; restarting) or disabled."""

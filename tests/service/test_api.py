@@ -161,3 +161,14 @@ def test_feedback_accepts_known_ids_and_reports_unknown_ones(server: Server) -> 
     rmse = math.sqrt(sum(e * e for e in errors) / 2)
     (line,) = [x for x in metrics.splitlines() if x.startswith('mloop_live_error{metric="rmse"')]
     assert 'model_version="1"' in line and math.isclose(float(line.split()[-1]), rmse, rel_tol=1e-9)
+    # the sample size and the served model's held-out figure, for the live-quality alert
+    assert 'mloop_live_labelled_rows{model_version="1"} 2.0' in metrics
+    with server.client() as client:
+        holdout = client.get("/model").json()["metrics"]
+    for name, value in holdout.items():
+        (line,) = [
+            x
+            for x in metrics.splitlines()
+            if x.startswith(f'mloop_model_holdout_metric{{metric="{name}"')
+        ]
+        assert math.isclose(float(line.split()[-1]), value, rel_tol=1e-9), name

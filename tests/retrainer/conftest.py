@@ -1,0 +1,117 @@
+"""The retrainer as a real HTTP server (uvicorn on loopback) around a backend the test controls."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from retrainer.app import create_app
+from retrainer.backends import Outcome
+from retrainer.coordinator import Coordinator
+from retrainer.settings import Settings
+
+TOKEN = "retrainer-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class SlowBackend:
+    """A retrain that takes ``seconds`` and records each call (the pipeline is tested elsewhere)."""
+
+    seconds: float = 0.3
+    ok: bool = True
+    name: str = "test"
+    calls: list[str] = field(default_factory=list)
+
+    def run(self, reason: str) -> Outcome:
+        self.calls.append(reason)
+        time.sleep(self.seconds)
+        return Outcome(self.ok, "done" if self.ok else "broken", promoted=self.ok)
+
+
+@dataclass
+class Retrainer:
+    url: str
+    backend: SlowBackend
+    coordinator: Coordinator
+    server: uvicorn.Server
+
+    def client(self, token: str | None = TOKEN) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+
+def serve(settings: Settings, backend: SlowBackend) -> Iterator[Retrainer]:
+    app = create_app(settings, backend)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the retrainer did not start"
+    try:
+        yield Retrainer(f"http://127.0.0.1:{port}", backend, app.state.coordinator, server)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def retrainer() -> Iterator[Retrainer]:
+    settings = Settings(token=TOKEN, cooldown_s=0.0)  # type: ignore[arg-type]
+    yield from serve(settings, SlowBackend())
+
+
+def alert(
+    name: str = "FeatureDrift",
+    fingerprint: str = "f1",
+    status: str = "firing",
+    starts: str = "2026-12-02T10:00:00Z",
+    **labels: str,
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": name, "action": "retrain", **labels},
+        "annotations": {"summary": "x"},
+        "startsAt": starts,
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph",
+        "fingerprint": fingerprint,
+    }
+
+
+def payload(
+    *alerts: dict[str, Any], group_key: str = '{}/{action="retrain"}:{action="retrain"}'
+) -> dict[str, Any]:
+    return {
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "retrainer",
+        "groupLabels": {"action": "retrain"},
+        "commonLabels": {"action": "retrain"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": list(alerts),
+    }
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()

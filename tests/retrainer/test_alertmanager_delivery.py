@@ -1,0 +1,128 @@
+"""The shipped Alertmanager configuration, run for real, delivering to a real retrainer: routing,
+the bearer token from a file, grouping (a storm is one retrain) and the NoModelReady inhibition.
+Only the receiver's URL, the secret's path and the waits are adapted."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from retrainer.settings import Settings
+from tests.retrainer.conftest import TOKEN, Retrainer, SlowBackend, free_port, serve
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "monitoring" / "alertmanager" / "alertmanager.yml"
+
+
+@pytest.fixture
+def retrainer() -> Iterator[Retrainer]:
+    yield from serve(Settings(token=TOKEN, cooldown_s=0.0), SlowBackend(seconds=0.1))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, retrainer: Retrainer) -> Iterator[str]:
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    assert binary, "alertmanager is missing: make system-deps (Debian prometheus-alertmanager)"
+    secret = tmp_path / "retrainer_token"
+    secret.write_text(TOKEN)
+    config = yaml.safe_load(SHIPPED.read_text())
+    (hook,) = next(r for r in config["receivers"] if r["name"] == "retrainer")["webhook_configs"]
+    hook["url"] = f"{retrainer.url}/alerts"
+    hook["http_config"]["authorization"]["credentials_file"] = str(secret)
+    for route in [config["route"], *config["route"]["routes"]]:
+        route.update(group_wait="1s", group_interval="2s")
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, f"--config.file={path}", f"--storage.path={tmp_path / 'am'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(f"alertmanager did not start: {process.communicate()[1][-2000:]}")
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def post_alerts(url: str, *alerts: dict[str, Any]) -> None:
+    now = datetime.now(timezone.utc)
+    for alert in alerts:
+        alert.setdefault("startsAt", now.isoformat())
+        alert.setdefault("endsAt", (now + timedelta(minutes=5)).isoformat())
+    answer = httpx.post(f"{url}/api/v2/alerts", json=list(alerts), timeout=5)
+    assert answer.status_code == 200, answer.text
+
+
+def drift(feature: str) -> dict[str, Any]:
+    labels = {"alertname": "FeatureDrift", "action": "retrain", "severity": "warning",
+              "feature": feature, "job": "mloop-service", "instance": "service:8000"}  # fmt: skip
+    return {"labels": labels, "annotations": {"summary": f"{feature} drifted"}}
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_storm_of_drift_alerts_reaches_the_retrainer_as_one_retrain(
+    alertmanager: str, retrainer: Retrainer
+) -> None:
+    for round_ in range(3):  # Prometheus re-sends firing alerts every evaluation
+        post_alerts(alertmanager, *[drift(f"x{i}") for i in range(10)])
+        time.sleep(0.3)
+    assert wait_for(lambda: retrainer.backend.calls), "no delivery to the retrainer"
+    time.sleep(5)  # a few group intervals: any extra delivery would have come
+    assert retrainer.coordinator.wait_idle(10)
+    assert len(retrainer.backend.calls) == 1
+    decisions = list(retrainer.coordinator.decisions)
+    started = [d for d in decisions if d.action == "started"]
+    assert len(started) == 1 and started[0].alerts == ["FeatureDrift"]
+    assert "FeatureDrift(x" in started[0].reason
+
+
+def test_no_retrain_is_asked_while_no_model_is_ready(
+    alertmanager: str, retrainer: Retrainer
+) -> None:
+    no_model = {
+        "labels": {"alertname": "NoModelReady", "severity": "page", "job": "mloop-service",
+                   "instance": "service:8000"},
+        "annotations": {"summary": "no model"},
+    }  # fmt: skip
+    post_alerts(alertmanager, no_model)
+    time.sleep(1)
+    post_alerts(alertmanager, drift("alcohol"))
+
+    def inhibited() -> bool:
+        alerts = httpx.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
+        state = {a["labels"]["alertname"]: a["status"] for a in alerts}
+        return bool(state.get("FeatureDrift", {}).get("inhibitedBy"))
+
+    assert wait_for(inhibited), "the drift alert is not inhibited by NoModelReady"
+    time.sleep(4)
+    assert retrainer.backend.calls == [] and len(retrainer.coordinator.decisions) == 0
