@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps quickstart repro experiment serve bench metrics plots test test-fast lint format clean clean-all
+.PHONY: help install system-deps quickstart repro experiment serve stack loop-demo dashboards bench metrics plots test test-fast lint format clean clean-all
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install the package with TensorFlow and dev tools
 
 system-deps: ## Debian tools the tests use for real: promtool (prometheus), alertmanager, wrk
-	@command -v promtool >/dev/null && command -v wrk >/dev/null || { \
+	@command -v promtool >/dev/null && command -v amtool >/dev/null && command -v wrk >/dev/null || { \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	      prometheus prometheus-alertmanager wrk >/dev/null; \
@@ -43,6 +43,15 @@ $(SECRETS)/%_token:
 	@mkdir -p $(SECRETS) && chmod 700 $(SECRETS)
 	@(umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(32))" > $@)
 	@echo "made $@: send it as 'Authorization: Bearer ...' (kept out of git)"
+
+stack: $(STAMP) system-deps ## The loop on 127.0.0.1: service :8000, retrainer :8090, Prometheus :9090, Alertmanager :9093 (Ctrl-C stops)
+	$(BIN)/python -m stack --secrets-dir $(SECRETS)
+
+loop-demo: $(STAMP) ## With `make stack` running: shifted traffic with labels, and the loop's timeline
+	$(BIN)/python -m stack.demo --feedback-token-file $(SECRETS)/feedback_token
+
+dashboards: $(STAMP) ## Regenerate monitoring/grafana/dashboards/*.json from dashboards/*.py
+	$(BIN)/python -m dashboards
 
 serve: $(STAMP) $(SECRETS)/admin_token $(SECRETS)/feedback_token ## Serve the champion bundle on http://127.0.0.1:8000 (docs at /docs); tokens in .secrets/
 	MLOOP_ADMIN_TOKEN_FILE=$(SECRETS)/admin_token MLOOP_FEEDBACK_TOKEN_FILE=$(SECRETS)/feedback_token \

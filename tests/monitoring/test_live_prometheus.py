@@ -22,7 +22,7 @@ import yaml
 
 from dashboards import model, retraining, service
 from dashboards.panels import queries
-from tests.monitoring.processes import (
+from stack.processes import (
     PROMETHEUS_DIR,
     Process,
     alertmanager_config,

@@ -1,11 +1,13 @@
-"""Prometheus and Alertmanager as real processes on loopback, with the shipped configuration where
-only targets, ports, paths and intervals are adapted."""
+"""The stack's processes on loopback: Prometheus and Alertmanager with the shipped configuration
+(only targets, ports, paths and intervals adapted), the prediction service and the retrainer."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import httpx
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "monitoring" / "prometheus"
 ALERTMANAGER_CONFIG = REPO / "monitoring" / "alertmanager" / "alertmanager.yml"
 
@@ -37,21 +39,6 @@ class Process:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[str], log: Path, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{what} did not start:\n{log.read_text()[-3000:]}")
 
 
 def prometheus_config(
@@ -85,7 +72,7 @@ def start_prometheus(tmp: Path, config: dict[str, Any], port: int) -> Process:
         stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    _wait_ready(url, process, log, "prometheus")
+    _wait_http(url, process, log, "prometheus", "/-/ready")
     return Process(url, process, log)
 
 
@@ -114,5 +101,34 @@ def start_alertmanager(tmp: Path, config: dict[str, Any], port: int) -> Process:
         stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    _wait_ready(url, process, log, "alertmanager")
+    _wait_http(url, process, log, "alertmanager", "/-/ready")
+    return Process(url, process, log)
+
+
+def _wait_http(url: str, process: subprocess.Popen[str], log: Path, what: str, path: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{what} did not start:\n{log.read_text()[-3000:]}")
+
+
+def start_python(
+    module: str, port: int, env: dict[str, str], log: Path, ready_path: str, cwd: Path = REPO
+) -> Process:
+    """``python -m <module> --port <port>`` with ``env`` added, once ``ready_path`` answers 200."""
+    full_env = {**os.environ, **env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", str(port)], cwd=cwd, env=full_env,
+        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url, process, log, module, ready_path)
     return Process(url, process, log)
