@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps quickstart repro experiment serve stack loop-demo dashboards bench metrics plots test test-fast lint format clean clean-all
+.PHONY: help install system-deps quickstart repro experiment serve secrets stack loop-demo dashboards bench metrics plots test test-fast lint format clean clean-all
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -17,16 +17,16 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar off -e ".[tensorflow,dev]"
+	$(BIN)/python -m pip install --progress-bar off -e ".[serve,pipeline,retrain,tensorflow,dev]"
 	touch $@
 
 install: $(STAMP) ## Create .venv and install the package with TensorFlow and dev tools
 
-system-deps: ## Debian tools the tests use for real: promtool (prometheus), alertmanager, wrk
-	@command -v promtool >/dev/null && command -v amtool >/dev/null && command -v wrk >/dev/null || { \
+system-deps: ## Debian tools the tests use for real: Prometheus, Alertmanager, wrk, docker-compose (config check only)
+	@command -v promtool >/dev/null && command -v amtool >/dev/null && command -v wrk >/dev/null && command -v docker-compose >/dev/null || { \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      prometheus prometheus-alertmanager wrk >/dev/null; \
+	      prometheus prometheus-alertmanager wrk docker-compose >/dev/null; \
 	  else echo "install prometheus (promtool), prometheus-alertmanager and wrk with your package manager"; fi; }
 
 quickstart: install repro ## Install, then run the whole pipeline and print the metrics
@@ -39,7 +39,7 @@ repro: $(STAMP) ## Run the DVC pipeline (ingest → promote); nothing changed = 
 # environment take precedence over these files.
 SECRETS := .secrets
 
-$(SECRETS)/%_token:
+$(SECRETS)/%_token $(SECRETS)/%_password:
 	@mkdir -p $(SECRETS) && chmod 700 $(SECRETS)
 	@(umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(32))" > $@)
 	@echo "made $@: send it as 'Authorization: Bearer ...' (kept out of git)"
@@ -52,6 +52,9 @@ loop-demo: $(STAMP) ## With `make stack` running: shifted traffic with labels, a
 
 dashboards: $(STAMP) ## Regenerate monitoring/grafana/dashboards/*.json from dashboards/*.py
 	$(BIN)/python -m dashboards
+
+secrets: $(SECRETS)/admin_token $(SECRETS)/feedback_token $(SECRETS)/retrainer_token $(SECRETS)/grafana_admin_password ## The tokens docker compose mounts (.secrets/, git-ignored)
+	@test -f $(SECRETS)/gitlab_trigger_token || (umask 077 && : > $(SECRETS)/gitlab_trigger_token)
 
 serve: $(STAMP) $(SECRETS)/admin_token $(SECRETS)/feedback_token ## Serve the champion bundle on http://127.0.0.1:8000 (docs at /docs); tokens in .secrets/
 	MLOOP_ADMIN_TOKEN_FILE=$(SECRETS)/admin_token MLOOP_FEEDBACK_TOKEN_FILE=$(SECRETS)/feedback_token \

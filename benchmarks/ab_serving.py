@@ -11,7 +11,9 @@ champion), with its own ``mloop.bundle``, so a change of the bundle format is co
 
     python benchmarks/ab_serving.py --against 3fbb0f1 [--runs 10] [--seconds 5] [--off]
 
-``--off`` compares the two with metrics and prediction log off. Needs the preparation of
+``--off`` compares the two with metrics and prediction log off. ``--scrape-this 1`` has this tree's
+service scraped (GET /metrics) every second during the runs, as Prometheus would: against the same
+commit, the ratio is what the scrape costs. Needs the preparation of
 ``serving.py`` (run it once) and git.
 """
 
@@ -24,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -87,6 +90,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--off", action="store_true", help="metrics and prediction log off")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mloop-bench"))
+    parser.add_argument(
+        "--scrape-this", type=float, default=0.0, help="GET this tree's /metrics every N s"
+    )
     args = parser.parse_args()
 
     prepared = json.loads((args.workdir / "prepared.json").read_text())
@@ -111,7 +117,17 @@ def main() -> None:
             serving.Contender(s, "/predict", "row", bodies.row, None, "prediction", None)
             for s in (this, that)
         ]
+        stop_scraping = threading.Event()
+        scrapes: list[int] = []
+
+        def scrape() -> None:
+            while not stop_scraping.wait(args.scrape_this):
+                status, _ = serving.http_request(this.port, "GET", "/metrics")
+                scrapes.append(status)
+
         with serving.running(this), serving.running(that):
+            if args.scrape_this > 0:
+                threading.Thread(target=scrape, daemon=True).start()
             for contender in contenders:  # warm up: first requests, the writer, the caches
                 serving.run_wrk(contender.server, "/predict", lua["row"], 64, 2, scratch, "warmup")
             runs = []
@@ -124,6 +140,7 @@ def main() -> None:
                     f"(ratio {result['cpu_ratio']})",
                     flush=True,
                 )
+            stop_scraping.set()
     finally:
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(other)],
@@ -133,6 +150,9 @@ def main() -> None:
     this_us = statistics.median(r["on_cpu_us"] for r in runs)
     other_us = statistics.median(r["off_cpu_us"] for r in runs)
     mode = "metrics and log off" if args.off else "metrics and log on"
+    if args.scrape_this > 0:
+        ok = sum(1 for status in scrapes if status == 200)
+        mode += f"; this one scraped every {args.scrape_this:g} s ({ok}/{len(scrapes)} scrapes 200)"
     print(
         f"\nrequests per server CPU second, this tree over {args.against} ({mode}): "
         f"median {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f}, "

@@ -1,0 +1,1 @@
+"""The prediction service: serves the champion bundle exported by the pipeline (mloop.bundle)."""
