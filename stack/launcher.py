@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import yaml
 
 from stack.processes import (
@@ -113,8 +114,9 @@ def launch(
     The service serves ``repo``'s champion and logs to ``workdir/predictions.db``; the retrainer
     runs the pipeline in ``repo`` on that log's labelled rows.
     """
+    workdir = workdir.resolve()  # Prometheus reads rule paths relative to its config file
     workdir.mkdir(parents=True, exist_ok=True)
-    tokens = ensure_tokens(secrets_dir or workdir / "secrets")
+    tokens = ensure_tokens((secrets_dir or workdir / "secrets").resolve())
     log_url = f"sqlite:///{(workdir / 'predictions.db').resolve()}"
     bundle = (repo / "models" / "champion").resolve()
     started: list[Process] = []
@@ -154,11 +156,25 @@ def launch(
                 scrape_interval=tuning.scrape_interval, evaluation_interval=tuning.scrape_interval
             )
         prometheus = start_prometheus(workdir, config, ports.prometheus)
+        started.append(prometheus)
+        check_rules_loaded(prometheus.url)
     except BaseException:
         for process in reversed(started):
             process.stop()
         raise
     return RunningStack(service, retrainer, prometheus, alertmanager, tokens, log_url)
+
+
+def check_rules_loaded(url: str) -> None:
+    """Fail unless Prometheus loaded every shipped rule group (an unmatched rule_files glob is no
+    error to Prometheus: it would run without a single alert)."""
+    shipped = sum(
+        len(yaml.safe_load(path.read_text())["groups"])
+        for path in (PROMETHEUS_DIR / "rules").glob("*.yml")
+    )
+    groups = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    if len(groups) != shipped:
+        raise RuntimeError(f"Prometheus loaded {len(groups)} rule groups of {shipped}")
 
 
 def describe(stack: RunningStack) -> str:
