@@ -43,7 +43,9 @@ def main(
         )
     console.print("next: [bold]make loop-demo[/] in another terminal; Ctrl-C here stops everything")
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # Both set explicitly: a process started in the background inherits an ignored SIGINT.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
     try:
         while not stopped.wait(1.0):
             for name, process in running.processes():
