@@ -11,7 +11,8 @@ champion), with its own ``mloop.bundle``, so a change of the bundle format is co
 
     python benchmarks/ab_serving.py --against 3fbb0f1 [--runs 10] [--seconds 5] [--off]
 
-``--off`` compares the two with metrics and prediction log off. ``--scrape-this 1`` has this tree's
+``--off`` compares the two with metrics and prediction log off; ``--other-off`` only the other
+side's (against the same commit: the kept ratio of ``serving.py``). ``--scrape-this 1`` has this tree's
 service scraped (GET /metrics) every second during the runs, as Prometheus would: against the same
 commit, the ratio is what the scrape costs. Needs the preparation of
 ``serving.py`` (run it once) and git.
@@ -93,6 +94,11 @@ def main() -> None:
     parser.add_argument(
         "--scrape-this", type=float, default=0.0, help="GET this tree's /metrics every N s"
     )
+    parser.add_argument(
+        "--other-off",
+        action="store_true",
+        help="metrics and log off on the other side only: the kept ratio (with --against HEAD)",
+    )
     args = parser.parse_args()
 
     prepared = json.loads((args.workdir / "prepared.json").read_text())
@@ -112,7 +118,7 @@ def main() -> None:
         ctx = serving.Context(scratch, serving.FULL, bodies, lua, "", scratch / "logs")
         on = not args.off
         this = server("this", serving.REPO, scratch / "bundle-this", scratch, on)
-        that = server("other", other, scratch / "bundle-other", scratch, on)
+        that = server("other", other, scratch / "bundle-other", scratch, on and not args.other_off)
         contenders = [
             serving.Contender(s, "/predict", "row", bodies.row, None, "prediction", None)
             for s in (this, that)
@@ -150,6 +156,8 @@ def main() -> None:
     this_us = statistics.median(r["on_cpu_us"] for r in runs)
     other_us = statistics.median(r["off_cpu_us"] for r in runs)
     mode = "metrics and log off" if args.off else "metrics and log on"
+    if args.other_off:
+        mode = f"metrics and log on, {args.against}'s off: the kept ratio"
     if args.scrape_this > 0:
         ok = sum(1 for status in scrapes if status == 200)
         mode += f"; this one scraped every {args.scrape_this:g} s ({ok}/{len(scrapes)} scrapes 200)"

@@ -62,6 +62,16 @@ ROWS = [
                 unit="s", kind="stat", width=6,
             ),  # fmt: skip
             PanelSpec(
+                "Since a retrain last promoted",
+                "Time since a retrain last promoted a new champion (-1: never since the retrainer "
+                "started).",
+                "Long while quality alerts fire: the gate keeps rejecting challengers; read the "
+                "verdicts in the retrainer's GET /decisions and in reports/promotion.json.",
+                [Query("time() - max(mloop_retrainer_last_promotion_timestamp_seconds > 0) "
+                       "or on () vector(-1)", "since promotion")],
+                unit="s", kind="stat", width=6,
+            ),  # fmt: skip
+            PanelSpec(
                 "Since the last successful retrain",
                 "Time since a retrain last succeeded (its gate may have kept the champion).",
                 "Large while alerts fire: retrains fail (RetrainFailed); read the retrainer's log.",
