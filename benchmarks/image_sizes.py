@@ -10,6 +10,7 @@ pins the Dockerfiles install with. Takes a few minutes (TensorFlow is large).
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lock", action="store_true", help="write docker/constraints-*.txt")
     args = parser.parse_args()
+    leftover = not (REPO / "build").exists()  # a non-editable install writes build/ here
     with tempfile.TemporaryDirectory(prefix="mloop-images-") as tmp:
         rows = []
         for name, requirement in IMAGES.items():
@@ -61,6 +63,8 @@ def main() -> None:
             rows.append((name, requirement, size, packages, seconds))
             print(f"{name:<14} {requirement:<40} {size / 2**20:8.0f} MiB {packages:4d} packages "
                   f"(pip install {seconds:.0f} s)", flush=True)  # fmt: skip
+    if leftover:
+        shutil.rmtree(REPO / "build", ignore_errors=True)
     full = max(size for _, _, size, _, _ in rows)
     for name, _, size, _, _ in rows:
         print(f"{name}: {size / full:.2f} of the largest")
