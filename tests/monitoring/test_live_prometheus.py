@@ -6,14 +6,10 @@ series they read must exist (a renamed metric would otherwise silence an alert f
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +26,7 @@ from stack.processes import (
     prometheus_config,
     start_alertmanager,
     start_prometheus,
+    start_python,
 )
 from tests.service.service_fixtures import (
     FEEDBACK_AUTH,
@@ -67,24 +64,6 @@ class Stack:
         return body
 
 
-def start_retrainer(tmp: Path, port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "MLOOP_RETRAINER_TOKEN": RETRAINER_TOKEN,
-           "MLOOP_RETRAINER_REPO_DIR": str(tmp)}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "retrainer", "--port", str(port)], env=env,
-        stdout=(tmp / "retrainer.log").open("w"), stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError((tmp / "retrainer.log").read_text())
-
-
 def traffic(server: Server, rows: list[dict[str, Any]], labels: list[Any]) -> None:
     with server.client(headers=FEEDBACK_AUTH) as client:
         ids = [client.post("/predict", json=row).json()["id"] for row in rows]
@@ -110,7 +89,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     classifier = start_server(tmp / "cls", iris_bundle)
     retrainer_port, am_port, prom_port = free_port(), free_port(), free_port()
-    retrainer = start_retrainer(tmp, retrainer_port)
+    retrainer = start_python(
+        "retrainer", retrainer_port,
+        {"MLOOP_RETRAINER_TOKEN": RETRAINER_TOKEN, "MLOOP_RETRAINER_REPO_DIR": str(tmp)},
+        tmp / "retrainer.log", "/health",
+    )  # fmt: skip
     (tmp / "token").write_text(RETRAINER_TOKEN)
     alertmanager = start_alertmanager(
         tmp, alertmanager_config(f"http://127.0.0.1:{retrainer_port}/alerts", tmp / "token", None),
@@ -141,8 +124,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         prometheus.stop()
         alertmanager.stop()
-        retrainer.terminate()
-        retrainer.wait(10)
+        retrainer.stop()
         stop_server(regression)
         stop_server(classifier)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,14 +17,9 @@ from retrainer.app import create_app
 from retrainer.backends import Outcome
 from retrainer.coordinator import Coordinator
 from retrainer.settings import Settings
+from stack.processes import free_port
 
 TOKEN = "retrainer-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -4,8 +4,6 @@ Only the receiver's URL, the secret's path and the waits are adapted."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -14,13 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from retrainer.settings import Settings
-from tests.retrainer.conftest import TOKEN, Retrainer, SlowBackend, free_port, serve
-
-REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "monitoring" / "alertmanager" / "alertmanager.yml"
+from stack.processes import alertmanager_config, free_port, start_alertmanager
+from tests.retrainer.conftest import TOKEN, Retrainer, SlowBackend, serve
 
 
 @pytest.fixture
@@ -30,40 +25,16 @@ def retrainer() -> Iterator[Retrainer]:
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, retrainer: Retrainer) -> Iterator[str]:
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    assert binary, "alertmanager is missing: make system-deps (Debian prometheus-alertmanager)"
     secret = tmp_path / "retrainer_token"
     secret.write_text(TOKEN)
-    config = yaml.safe_load(SHIPPED.read_text())
-    (hook,) = next(r for r in config["receivers"] if r["name"] == "retrainer")["webhook_configs"]
-    hook["url"] = f"{retrainer.url}/alerts"
-    hook["http_config"]["authorization"]["credentials_file"] = str(secret)
-    for route in [config["route"], *config["route"]["routes"]]:
-        route.update(group_wait="1s", group_interval="2s")
-    path = tmp_path / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, f"--config.file={path}", f"--storage.path={tmp_path / 'am'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"alertmanager did not start: {process.communicate()[1][-2000:]}")
+    config = alertmanager_config(f"{retrainer.url}/alerts", secret, waits="1s")
+    for route in config["route"]["routes"]:
+        route["group_interval"] = "2s"
+    process = start_alertmanager(tmp_path, config, free_port())
     try:
-        yield url
+        yield process.url
     finally:
-        process.terminate()
-        process.wait(10)
+        process.stop()
 
 
 def post_alerts(url: str, *alerts: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from retrainer.backends.gitlab import GitLabBackend
 from retrainer.settings import Settings
-from tests.retrainer.conftest import free_port
+from stack.processes import free_port
 
 PROJECT = "data-team/wine-quality"  # a path works like a numeric id, URL-encoded
 TRIGGER_TOKEN = "glptt-0123456789abcdef"
