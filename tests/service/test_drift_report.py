@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from mloop.config import DatasetSchema
 from mloop.reference import bin_counts, compute_reference
-from service.drift_report import (
+from mloop.drift import (
     REFERENCE_SAMPLE_SIZE,
-    app,
     build_drift_report,
     reference_sample,
     snap_to_categories,
 )
+from service.drift_report import app
 from service.prediction_log import PredictionLog
 
 REPO = Path(__file__).resolve().parents[2]
