@@ -33,3 +33,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
 CMD ["python", "-m", "service", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+
+# The service with the champion bundle baked in (the deploy job's `service-model` image):
+#   docker build -f docker/service.Dockerfile --target model -t mloop-service-model .
+FROM runtime AS model
+COPY --chown=10001:10001 models/champion /models/champion

@@ -36,6 +36,9 @@ from mloop.validate import read_typed
 __all__ = ["at_least_as_good", "run", "select_challenger"]
 
 
+DRY_RUN_ENV = "MLOOP_PROMOTE_DRY_RUN"
+
+
 def select_challenger(
     quality: dict[str, dict[str, float]],
     latency: dict[str, dict[str, Any]],
@@ -236,6 +239,8 @@ def run(config: Config) -> dict[str, Any]:
         report["reason"] = reason
         if comparison is not None and champion is not None:
             print_comparison(report["comparison"], name, champion.version)
+        if dry_run():
+            return _dry_run_report(config, report, champion)
         if champion is not None and champion.run_id == entry["run_id"]:
             version, new = champion, False  # nothing new to register, nor a decision to tag
         else:
@@ -279,6 +284,43 @@ def run(config: Config) -> dict[str, Any]:
         )
         if params.promote.fail_if_not_promoted:
             raise PromotionRefused(report["reason"])
+    return report
+
+
+def dry_run() -> bool:
+    """True when ``MLOOP_PROMOTE_DRY_RUN`` is set (merge-request pipelines): decide, change nothing."""
+    return os.environ.get(DRY_RUN_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _dry_run_report(
+    config: Config, report: dict[str, Any], champion: registry.Version | None
+) -> dict[str, Any]:
+    """Write the verdict without registering, moving an alias or replacing the champion.
+
+    An unmerged branch must not change what production serves or what the next gate compares
+    against; merging lets the default branch's pipeline promote for real. The champion's files
+    are put in place as in a kept-champion run (DVC expects the output); with no champion at
+    all, the folder holds only a note saying so.
+    """
+    paths = config.params.paths
+    report["dry_run"] = True
+    report["challenger"].update(version=None, newly_registered=False)
+    if champion is None:
+        report["champion_after"] = None
+        paths.champion_dir.mkdir(parents=True, exist_ok=True)
+        (paths.champion_dir / "NO_CHAMPION").write_text(
+            f"No champion yet; this was a dry run ({DRY_RUN_ENV}), so none was made.\n"
+        )
+        report["champion_dir"] = "no champion yet (dry run)"
+    else:
+        report["champion_after"] = {"version": champion.version, "run_id": champion.run_id}
+        report["champion_dir"] = _champion_on_disk(config, champion)
+    write_json(paths.promotion_report, report)
+    verdict = "would be promoted" if report["decision"] == "promoted" else "champion kept"
+    console.print(
+        f"[bold]dry run[/]: {report['challenger']['name']} {verdict}; nothing registered "
+        f"({DRY_RUN_ENV}): {report['reason']}"
+    )
     return report
 
 

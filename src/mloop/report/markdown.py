@@ -34,12 +34,15 @@ class Context:
 
 
 def number(value: Any, signed: bool = False) -> str:
-    """A metric for a table: 4 significant digits, or the value as text when not a number."""
+    """A metric for a table: two decimals from 1 up, four significant digits below; text as is."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "–" if value is None else str(value)
     if not math.isfinite(value):
         return str(value)
-    return f"{value:+.4g}" if signed else f"{value:.4g}"
+    sign = "+" if signed else ""
+    if isinstance(value, int):
+        return f"{value:{sign}d}"
+    return f"{value:{sign}.2f}" if abs(value) >= 1 else f"{value:{sign}.4g}"
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -71,9 +74,11 @@ def checks(results: RunResults) -> list[tuple[str, str]]:
         found.append((symbol, f"drift: {drifted} of {total} features moved against the champion"))
     promotion = results.promotion
     decision = promotion.get("decision")
-    if decision == "promoted":
+    if promotion.get("dry_run") and decision == "promoted":
+        found.append((OK, f"gate (dry run): would promote, {promotion.get('reason')}"))
+    elif decision == "promoted":
         found.append((OK, f"gate: promoted, {promotion.get('reason')}"))
-    elif decision == "kept":
+    elif decision == "kept_champion":
         found.append((INFO, f"gate: champion kept, {promotion.get('reason')}"))
     else:
         found.append((FAIL, f"gate: {decision}, {promotion.get('reason')}"))
@@ -96,6 +101,11 @@ def verdict(found: list[tuple[str, str]]) -> str:
         return f"{FAIL} **Do not merge**: a check failed."
     if WARN in symbols:
         return f"{WARN} **Review before merging**: see the warnings below."
+    if any(sentence.startswith("gate: champion kept") for _, sentence in found):
+        return (
+            f"{OK} **Safe to merge; the served model will not change**: the challenger did not "
+            "beat the champion."
+        )
     return f"{OK} **Safe to merge**: every check passed."
 
 
@@ -185,12 +195,15 @@ def gate(results: RunResults) -> list[str]:
     elif before is None:
         lines += ["No champion yet: the first eligible candidate becomes champion.", ""]
     after = (promotion.get("champion_after") or {}).get("version")
-    lines += [
-        f"**Decision: {promotion.get('decision')}**: {promotion.get('reason')}. "
-        f"Champion after this run: v{after} of `{promotion.get('registered_model')}`.",
-        "",
-    ]
-    return lines
+    decision = str(promotion.get("decision")).replace("_", " ")
+    if promotion.get("dry_run"):
+        outcome = (
+            "Dry run: nothing was registered and the champion is untouched; merging lets the "
+            "default branch's pipeline run the same gate and promote for real."
+        )
+    else:
+        outcome = f"Champion after this run: v{after} of `{promotion.get('registered_model')}`."
+    return lines + [f"**Decision: {decision}**: {promotion.get('reason')}. {outcome}", ""]
 
 
 def candidates(results: RunResults, links: dict[str, str]) -> list[str]:
