@@ -8,7 +8,8 @@ shared MLflow store (standing in for the team's storage and tracking server):
 2. a merge-request pipeline on a branch that changes a hyperparameter: lint, data, train,
    evaluate (the gate as a dry run), report, report:post;
 3. a trigger pipeline on the default branch, as the retrainer's gitlab backend starts it, with a
-   prediction log holding labelled rows: export, data, train, evaluate, report, commit-back, deploy.
+   prediction log holding labelled rows: lint, export, data, train, evaluate, report, commit-back,
+   deploy.
 
 Each job runs in its own copy of the checkout (``--shell-isolation``) with the artifacts of the
 jobs it needs, as on a runner. ``test`` (this suite) is not run inside itself. Prints the job
@@ -34,7 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = {
     "merge_request": ["lint", "data", "train", "evaluate", "report", "report:post"],
-    "trigger": ["export", "data", "train", "evaluate", "report", "commit-back", "deploy"],
+    "trigger": ["lint", "export", "data", "train", "evaluate", "report", "commit-back", "deploy"],
 }
 LABELLED_ROWS = 60
 RESULT = re.compile(r"^\s*(PASS|FAIL|WARN)\s+(\S+)")

@@ -29,7 +29,16 @@ def test_merge_request_and_trigger_pipelines_pass_locally(tmp_path: Path) -> Non
     pipelines = {p["kind"]: p for p in json.loads(summary.read_text())}
     expected = {
         "merge_request": ["lint", "data", "train", "evaluate", "report", "report:post"],
-        "trigger": ["export", "data", "train", "evaluate", "report", "commit-back", "deploy"],
+        "trigger": [
+            "lint",
+            "export",
+            "data",
+            "train",
+            "evaluate",
+            "report",
+            "commit-back",
+            "deploy",
+        ],
     }
     for kind, jobs in expected.items():
         results = {name: pipelines[kind]["jobs"].get(name, {}).get("result") for name in jobs}
