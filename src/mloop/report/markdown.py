@@ -109,6 +109,34 @@ def verdict(found: list[tuple[str, str]]) -> str:
     return f"{OK} **Safe to merge**: every check passed."
 
 
+def outcome(results: RunResults) -> str:
+    """One sentence: what this run means for the served model."""
+    promotion, metric = results.promotion, results.metric
+    before = (promotion.get("champion_before") or {}).get("version")
+    after = (promotion.get("champion_after") or {}).get("version")
+    name = results.challenger
+    comparison = promotion.get("comparison")
+    score = ""
+    if comparison:
+        old, new = comparison["champion"][metric], comparison["challenger"][metric]
+        score = (
+            f" ({metric} {number(new)} vs {number(old)}, {number(new - old, signed=True)}, on the "
+            f"{comparison['rows']} test rows neither model trained on)"
+        )
+    if promotion.get("decision") == "promoted":
+        if promotion.get("dry_run"):
+            replaced = f"replace champion v{before} with" if before else "make its first champion"
+            return f"**After the merge**, the default branch's pipeline would {replaced} `{name}`{score}."
+        return (
+            f"**This run promoted** `{name}` as v{after}"
+            + (f", replacing v{before}" if before else "")
+            + f"{score}."
+        )
+    if before:
+        return f"**The served model does not change**: champion v{before} stays{score}."
+    return "**No champion**: no candidate was eligible."
+
+
 def _diff_rows(diff: Diff, with_change: bool) -> list[list[str]]:
     rows = []
     for path, key, old, new, change in diff.rows[:MAX_DIFF_ROWS]:
@@ -341,6 +369,8 @@ def render(results: RunResults, context: Context, images: list[Plot]) -> str:
         f"## Model review: `{schema.name}` ({schema.task}, target `{schema.target}`)",
         "",
         verdict(found),
+        "",
+        outcome(results),
         "",
         *(f"- {symbol} {sentence}" for symbol, sentence in found),
         "",
