@@ -206,9 +206,13 @@ def test_dvc_push_pull_round_trip(default_run: DefaultRun, tmp_path: Path) -> No
     )
 
 
-def test_worse_candidate_is_never_promoted(default_run: DefaultRun) -> None:
-    """Runs last on the default repo: labels shuffled, so every candidate is worse than the champion."""
-    repo, _ = default_run
+def test_worse_candidate_is_never_promoted(default_run: DefaultRun, tmp_path: Path) -> None:
+    """Labels shuffled, so every candidate is worse than the champion.
+
+    Works on a copy: the default run is shared, and later modules (the report) read its promotion.
+    """
+    repo = tmp_path / "worse"
+    shutil.copytree(default_run[0], repo, symlinks=True)
     champion_before = (repo / "models/champion/bundle.json").read_bytes()
     version_before = registry_champion(repo, "mloop-diabetes")
     train_path = repo / "data/prepared/train.parquet"
