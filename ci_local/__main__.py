@@ -33,6 +33,8 @@ import typer
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# GitLab sets these itself; ci-local sets them on purpose, to play a merge request or a trigger.
+PREDEFINED = ("CI_PIPELINE_SOURCE", "CI_COMMIT_BRANCH", "CI_DEFAULT_BRANCH")
 PIPELINES = {
     "merge_request": ["lint", "data", "train", "evaluate", "report", "report:post"],
     "trigger": ["lint", "export", "data", "train", "evaluate", "report", "commit-back", "deploy"],
@@ -149,7 +151,7 @@ def run_pipeline(
     args = [str(gcl), "--force-shell-executor", "--shell-isolation", "--no-artifacts-to-source"]
     for key, value in variables.items():
         args += ["--variable", f"{key}={value}"]
-    env = environment(venv, {"GCL_IGNORE_PREDEFINED_VARS": "CI_PIPELINE_SOURCE,CI_COMMIT_BRANCH"})
+    env = environment(venv, {"GCL_IGNORE_PREDEFINED_VARS": ",".join(PREDEFINED)})
     listing = subprocess.run(args + ["--list"], cwd=clone, capture_output=True, text=True, env=env)
     pipeline.graph = "\n".join(
         line for line in listing.stdout.splitlines() if line.strip() and not line.startswith(" ")
