@@ -24,10 +24,9 @@ from mloop.encoding import feature_matrix
 from mloop.errors import StageError
 from mloop.fileio import read_json, write_json
 from mloop.metrics import round_metrics, score
-from mloop.models.store import load_native, load_predictor, single_threaded
+from mloop.models.store import MANIFEST, load_native, load_predictor, single_threaded
 from mloop.tracking import configure
-from mloop.train import MANIFEST
-from mloop.validate import read_typed
+from mloop.schema_checks import read_typed
 
 IMPORTANCE_SCORING = {"regression": "neg_root_mean_squared_error", "classification": "accuracy"}
 

@@ -15,7 +15,7 @@ from mloop.console import console, stage
 from mloop.fileio import write_json
 from mloop.reference import compute_reference
 from mloop.rows import row_ids
-from mloop.validate import read_typed
+from mloop.schema_checks import read_typed
 
 
 def split_indices(

@@ -27,11 +27,10 @@ from mloop.encoding import feature_matrix
 from mloop.errors import PromotionRefused, StageError
 from mloop.fileio import read_json, write_json
 from mloop.gate import Comparison, TooFewRows, at_least_as_good, compare, decide
-from mloop.models.store import ModelLoadError, load_predictor, read_meta
+from mloop.models.store import MANIFEST, ModelLoadError, load_predictor, read_meta
 from mloop.rows import load_training_rows, row_ids
 from mloop.tracking import configure
-from mloop.train import MANIFEST
-from mloop.validate import read_typed
+from mloop.schema_checks import read_typed
 
 __all__ = ["at_least_as_good", "run", "select_challenger"]
 

@@ -18,12 +18,10 @@ from mloop.console import console, stage
 from mloop.encoding import categorical_features, feature_matrix
 from mloop.fileio import write_json
 from mloop.models import build_candidate
-from mloop.models.store import export_onnx, flavor_of, save_native
+from mloop.models.store import MANIFEST, export_onnx, flavor_of, save_native
 from mloop.rows import row_ids, save_training_rows
 from mloop.tracking import configure, lineage, lineage_tags, run_name
-from mloop.validate import read_typed
-
-MANIFEST = "manifest.json"
+from mloop.schema_checks import read_typed
 
 
 def _pip_requirements(flavor: str) -> list[str]:

@@ -20,6 +20,8 @@ import numpy.typing as npt
 from sklearn.base import BaseEstimator
 
 Flavor = Literal["sklearn", "keras"]
+# The candidates folder's index, written by train: each candidate's model dir and metrics.
+MANIFEST = "manifest.json"
 MODEL_META = "model.json"
 ONNX_FILE = "model.onnx"
 NATIVE_FILES: dict[str, str] = {"sklearn": "model.joblib", "keras": "model.keras"}
