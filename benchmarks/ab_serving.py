@@ -32,7 +32,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import serving  # noqa: E402  (this folder's module)
+from serving_bench.bodies import write_bodies  # noqa: E402  (this folder's package)
+from serving_bench.contenders import Contender, Context  # noqa: E402
+from serving_bench.load import lua_script, run_wrk  # noqa: E402
+from serving_bench.scenarios import head_to_head  # noqa: E402
+from serving_bench.servers import Server, base_env, free_port, http_request, running  # noqa: E402
+from serving_bench.settings import FULL, REPO  # noqa: E402
 
 PUBLISH = """
 import json, sys
@@ -47,7 +52,7 @@ write_bundle(target, source / "model", source / "schema.yaml", source / "referen
 
 def tree_env(tree: Path) -> dict[str, str]:
     """The environment that makes ``python -m service`` and ``mloop`` come from ``tree``."""
-    env = serving.base_env()
+    env = base_env()
     env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), str(tree)])
     return env
 
@@ -61,9 +66,7 @@ def publish(tree: Path, source: Path, target: Path) -> None:
     )
 
 
-def server(
-    name: str, tree: Path, bundle: Path, workdir: Path, instrumented: bool
-) -> serving.Server:
+def server(name: str, tree: Path, bundle: Path, workdir: Path, instrumented: bool) -> Server:
     env = tree_env(tree)
     env.update(
         MLOOP_BUNDLE_DIR=str(bundle),
@@ -72,8 +75,8 @@ def server(
     )
     if not instrumented:
         env.update(MLOOP_METRICS_ENABLED="false", MLOOP_PREDICTION_LOG_ENABLED="false")
-    port = serving.free_port()
-    return serving.Server(
+    port = free_port()
+    return Server(
         name=name,
         argv=[sys.executable, "-m", "service", "--port", str(port), "--workers", "1"],
         env=env,
@@ -108,19 +111,19 @@ def main() -> None:
     other = scratch / "tree"
     subprocess.run(
         ["git", "worktree", "add", "--detach", str(other), args.against],
-        cwd=serving.REPO, check=True, capture_output=True,
+        cwd=REPO, check=True, capture_output=True,
     )  # fmt: skip
     try:
-        for tree, name in ((serving.REPO, "this"), (other, "other")):
+        for tree, name in ((REPO, "this"), (other, "other")):
             publish(tree, champion, scratch / f"bundle-{name}")
-        bodies = serving.write_bodies(scratch, data, prepared["features"])
-        lua = {"row": serving.lua_script(scratch / "row.lua", bodies.row.read_bytes(), False)}
-        ctx = serving.Context(scratch, serving.FULL, bodies, lua, "", scratch / "logs")
+        bodies = write_bodies(scratch, data, prepared["features"])
+        lua = {"row": lua_script(scratch / "row.lua", bodies.row.read_bytes(), False)}
+        ctx = Context(scratch, FULL, bodies, lua, "", scratch / "logs")
         on = not args.off
-        this = server("this", serving.REPO, scratch / "bundle-this", scratch, on)
+        this = server("this", REPO, scratch / "bundle-this", scratch, on)
         that = server("other", other, scratch / "bundle-other", scratch, on and not args.other_off)
         contenders = [
-            serving.Contender(s, "/predict", "row", bodies.row, None, "prediction", None)
+            Contender(s, "/predict", "row", bodies.row, None, "prediction", None)
             for s in (this, that)
         ]
         stop_scraping = threading.Event()
@@ -128,17 +131,17 @@ def main() -> None:
 
         def scrape() -> None:
             while not stop_scraping.wait(args.scrape_this):
-                status, _ = serving.http_request(this.port, "GET", "/metrics")
+                status, _ = http_request(this.port, "GET", "/metrics")
                 scrapes.append(status)
 
-        with serving.running(this), serving.running(that):
+        with running(this), running(that):
             if args.scrape_this > 0:
                 threading.Thread(target=scrape, daemon=True).start()
             for contender in contenders:  # warm up: first requests, the writer, the caches
-                serving.run_wrk(contender.server, "/predict", lua["row"], 64, 2, scratch, "warmup")
+                run_wrk(contender.server, "/predict", lua["row"], 64, 2, scratch, "warmup")
             runs = []
             for index in range(args.runs):
-                result = serving.head_to_head(ctx, *contenders, args.seconds)
+                result = head_to_head(ctx, *contenders, args.seconds)
                 runs.append(result)
                 print(
                     f"  run {index + 1}/{args.runs}: {result['on_cpu_us']} us this, "
@@ -150,7 +153,7 @@ def main() -> None:
     finally:
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(other)],
-            cwd=serving.REPO, capture_output=True,
+            cwd=REPO, capture_output=True,
         )  # fmt: skip
     ratios = [r["cpu_ratio"] for r in runs if r["cpu_ratio"] is not None]
     this_us = statistics.median(r["on_cpu_us"] for r in runs)
