@@ -123,25 +123,29 @@ def labelled_log(clone: Path, db: Path, rows: int) -> None:
     import pandas as pd
 
     from mloop.config import load_config
-    from service.prediction_log import PredictionLog
+    from service.prediction_log.buffer import segment_of
+    from service.prediction_log.reader import LogReader
+    from service.prediction_log.shipper import LogShipper
 
     config = load_config(clone / "params.yaml")
     schema = config.schema
     frame = pd.read_csv(clone / config.params.paths.raw_data).tail(rows)
     ids = [f"ci-local-{i:04d}" for i in range(len(frame))]
-    log = PredictionLog(f"sqlite:///{db}", flush_interval_s=0.01)
+    log = LogShipper(f"sqlite:///{db}", flush_interval_s=0.01)
     log.start()
+    reader = LogReader(log.url)
     try:
         matrix = frame[schema.features].to_numpy(dtype=float)
         outputs = frame[schema.target].to_numpy(dtype=float)
-        assert log.record("1", ids, matrix, schema.features, outputs, time.time())
+        assert log.enqueue(segment_of("1", ids, matrix, schema.features, outputs, time.time()))
         assert log.flush()
         labels = list(zip(ids, frame[schema.target].tolist()))
-        accepted = log.record_feedback(labels, time.time()).accepted
+        accepted = reader.record_feedback(labels, time.time()).accepted
         if len(accepted) != len(ids):
             raise RuntimeError(f"the log accepted {len(accepted)} of {len(ids)} labels")
     finally:
         log.close()
+        reader.close()
 
 
 def run_pipeline(

@@ -16,8 +16,8 @@ ROWS = [
                 "Population stability index of the last MLOOP_DRIFT_WINDOW inputs against the "
                 "training reference, per feature: < 0.1 stable, 0.1-0.25 moderate, > 0.25 shifted.",
                 "Above 0.25 for 10 minutes on a full window asks for a retrain (FeatureDrift). Look "
-                "at the Evidently report (python -m service.drift_report) for what moved; a broken "
-                "upstream feed (units, a constant) needs a fix, not a retrain.",
+                "at the Evidently report (python -m service.prediction_log drift-report) for what "
+                "moved; a broken upstream feed (units, a constant) needs a fix, not a retrain.",
                 [Query("max by (feature) (mloop_feature_drift_psi)", "{{feature}}")],
             ),  # fmt: skip
             PanelSpec(

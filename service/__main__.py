@@ -52,15 +52,15 @@ def main(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     try:
         uvicorn.run(
-            "service.app:create_app",
+            "service.api.app:create_app",
             factory=True,
             host=host,
             port=port,
             workers=workers,
             access_log=False,  # uvicorn's access log alone halves throughput; metrics cover it
             log_level=log_level,
-            # httptools, with a deadline on reading each request (service/http_protocol.py)
-            http="service.http_protocol:GuardedHttpToolsProtocol",
+            # httptools, with a deadline on reading each request (service/api/http_protocol.py)
+            http="service.api.http_protocol:GuardedHttpToolsProtocol",
             timeout_keep_alive=settings.keep_alive_timeout_s,
             # asyncio by default: measured with 1,000 connections on one core, uvloop left some
             # connections' first request waiting over 2 s (up to 10 s) while it served the others;

@@ -35,7 +35,7 @@ class LocalBackend:
         params = load_config(self.repo / "params.yaml").params
         out = params.ingest.extra_rows / EXPORT_NAME
         export = [
-            sys.executable, "-m", "service.log_export", "export", "--db", self.log_url,
+            sys.executable, "-m", "service.prediction_log", "export", "--db", self.log_url,
             "--bundle", str(self.bundle_dir), "--out", str(out),
         ]  # fmt: skip
         return [("export", export), ("dvc repro", [sys.executable, "-m", "dvc", "repro"])]

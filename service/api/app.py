@@ -1,6 +1,7 @@
-"""HTTP routes. The work lives in runtime.py (hot path, feedback) and model_store.py (reloads).
+"""HTTP routes. The work lives in service/runtime (hot path, housekeeping, feedback) and
+service/model_store (reloads).
 
-Run: ``python -m service`` (see service/__main__.py) or ``uvicorn --factory service.app:create_app``.
+Run: ``python -m service`` (see service/__main__.py) or ``uvicorn --factory service.api.app:create_app``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from mloop import __version__
-from service import errors, logs, metrics
-from service.asgi import NOT_JSON, ASGIApp, BodyLimit, FastPredict, HttpMetrics, sends_json
-from service.codec import openapi_models
-from service.http_protocol import configure as configure_protocol
-from service.label_codec import FeedbackResponse
+from service.api import errors
+from service.api import logs, page
+from service.telemetry import metrics
+from service.api.asgi import NOT_JSON, ASGIApp, BodyLimit, FastPredict, HttpMetrics, sends_json
+from service.codecs.records import openapi_models
+from service.api.http_protocol import configure as configure_protocol
+from service.codecs.labels import FeedbackResponse
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -228,7 +231,7 @@ def create_app(settings: Settings | None = None) -> FastPredict:
         if not sends_json(request.scope):
             return Response(NOT_JSON, status_code=415, media_type="application/json")
         body = await request.body()  # read whole, within the limit, by BodyLimit
-        status, payload = await run_in_threadpool(runtime.feedback_body, body)
+        status, payload = await run_in_threadpool(runtime.feedback.answer, body)
         return Response(payload, status_code=status, media_type="application/json")
 
     @api.get("/health", tags=["ops"])
@@ -287,7 +290,7 @@ def create_app(settings: Settings | None = None) -> FastPredict:
     )  # fmt: skip
     def prometheus_metrics() -> Response:
         """Prometheus text exposition (aggregated across workers in multiprocess mode)."""
-        runtime.drain()
+        runtime.housekeeper.drain()
         payload, content_type = metrics.exposition()
         return Response(payload, media_type=content_type)
 
@@ -310,6 +313,7 @@ def create_app(settings: Settings | None = None) -> FastPredict:
             reloaded=swapped, message=message, model_version=current.version if current else None
         )
 
+    page.install(api, runtime)  # GET / and POST /, /predictions.csv: before the routes are taken
     routes = {str(getattr(route, "path")) for route in api.routes if hasattr(route, "path")}
     limited: ASGIApp = BodyLimit(api, settings.max_feedback_body_bytes)
     rest: ASGIApp = HttpMetrics(limited, routes) if settings.metrics_enabled else limited

@@ -19,8 +19,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from service import metrics
-from service.metrics import HotPathSamples
+from service.telemetry import metrics
+from service.telemetry.folding import HotPathSamples
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service import metrics
+from service.telemetry import metrics
 
 SWEEP_INTERVAL_S = 1.0
 TIMEOUT_RESPONSE = (
@@ -36,7 +36,7 @@ TIMEOUT_HEAD = (
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """``--http service.http_protocol:GuardedHttpToolsProtocol``; the deadline is a class setting
+    """``--http service.api.http_protocol:GuardedHttpToolsProtocol``; the deadline is a class setting
     (:func:`configure`), since uvicorn builds protocols from its own config only."""
 
     request_timeout_s: ClassVar[float] = 30.0

@@ -17,7 +17,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from mloop.config import DatasetSchema
-from service.codec import RequestError, check_unique_keys, error, request_error
+from service.codecs.records import RequestError, check_unique_keys, error, request_error
 
 ID_MAX_LENGTH = 100
 Label = float | int | bool

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mloop.bundle import META_FILE, Bundle, BundleError, load_bundle
-from service.codec import RecordCodec
-from service.label_codec import LabelCodec
+from service.codecs.records import RecordCodec
+from service.codecs.labels import LabelCodec
 
 log = logging.getLogger("mloop.service")
 

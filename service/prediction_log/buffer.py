@@ -3,7 +3,7 @@
 Why one buffer for three consumers: under load, each Python call on the request path costs about
 three times what it costs in a tight loop (measured for the model, the codec and the metrics), so
 the request path makes one call, and takes no lock: only the event loop's thread adds to the
-buffer and takes from it (``service.loop_owner``). It copies the call's rows into column buffers, so
+buffer and takes from it (``service.runtime.loop_owner``). It copies the call's rows into column buffers, so
 no per-call object outlives the request for the cyclic GC to scan (keeping the request's own
 arrays and id lists instead was cheaper in a loop and slower under load, measured). Once a second
 the housekeeping thread has the loop take the columns, and hands the same arrays to all three
@@ -13,13 +13,13 @@ consumers.
 from __future__ import annotations
 
 from array import array
-from collections.abc import MutableSequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from service.log_writer import Packed
+from service.prediction_log.inserts import malformed
+from service.prediction_log.wire import Packed
 
 FLOAT64 = np.dtype(np.float64)
 
@@ -37,10 +37,10 @@ class Columns:
 
     Ids come one of two ways. The service's calls are numbered (``id_prefix`` set): a call keeps
     only its request number and random tag, and the log's writer process makes the id strings
-    from them (:mod:`service.prediction_ids`), so no per-request string outlives its request.
+    from them (:mod:`service.prediction_log.ids`), so no per-request string outlives its request.
     Measured head to head (10 runs of 5 s each way, both models): this numbering, together with
     the version runs kept by their start and the HTTP seconds in arrays, serves 1.1-1.4% more
-    requests per CPU second than id lists. Calls given as id lists (``PredictionLog.record``) keep the list
+    requests per CPU second than id lists. Calls given as id lists (:func:`segment_of`) keep the list
     (``id_prefix`` None).
     """
 
@@ -188,23 +188,23 @@ class Columns:
         )
 
 
-def append_call(
-    segments: MutableSequence[Any],
+def segment_of(
     version: str,
     ids: list[str],
     features: npt.NDArray[Any],
     names: list[str],
     outputs: npt.NDArray[Any],
     created_at: float,
-    model_seconds: float = 0.0,
-) -> None:
-    """Add one call to the last of ``segments`` if that takes its names and output dtype, else to
-    a new segment; other items in ``segments`` (the log's flush markers) end a segment too."""
-    segment = segments[-1] if segments else None
-    if not isinstance(segment, Columns) or not segment.accepts(names, outputs):
-        segment = Columns.like(names, features, outputs)
-        segments.append(segment)
-    segment.add(version, ids, features, outputs, created_at, model_seconds)
+) -> Columns:
+    """One call with ids of the caller's choosing, as a segment for ``LogShipper.enqueue``: how a
+    tool fills a log (``make ci-local``'s labelled log). ValueError if the shapes disagree."""
+    outputs = np.asarray(outputs)
+    problem = malformed((version, ids, np.asarray(features), names, outputs, created_at))
+    if problem is not None:
+        raise ValueError(problem)
+    segment = Columns.like(names, np.asarray(features), outputs)
+    segment.add(version, ids, features, outputs, created_at)
+    return segment
 
 
 class CallBuffer:
@@ -213,7 +213,7 @@ class CallBuffer:
     The bound only matters if the thread that takes the calls stops: a call that would pass it is
     dropped and counted (``dropped_rows``), never waited for. Not thread-safe, by design: one
     thread adds and takes (see the module's docstring); the counters may be read from any.
-    ``id_prefix`` makes the ids of request numbers (:mod:`service.prediction_ids`).
+    ``id_prefix`` makes the ids of request numbers (:mod:`service.prediction_log.ids`).
     """
 
     def __init__(self, max_rows: int, id_prefix: str) -> None:

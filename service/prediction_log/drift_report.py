@@ -5,8 +5,8 @@ see *how*. The reference side is reconstructed from the bundle's histograms (``m
 
 CLI::
 
-    python -m service.drift_report --db sqlite:///predictions.db --bundle models/champion \\
-        --out reports/drift [--since ISO] [--until ISO]
+    python -m service.prediction_log drift-report --db sqlite:///predictions.db \\
+        --bundle models/champion --out reports/drift [--since ISO] [--until ISO]
 
 writes ``drift.html`` (the Evidently report) and ``drift.json`` (window, rows, per-feature score
 and verdict, share of drifted features).
@@ -22,28 +22,23 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mloop.drift import build_drift_report
 from mloop.fileio import read_json, write_json
-from service.log_export import (
+from service.prediction_log.export import (
     DEFAULT_DB_URL,
     META_FILE,
     REFERENCE_FILE,
     iso,
     load_bundle_schema,
-    open_existing,
     parse_time,
 )
-from service.log_store import redact
-from service.prediction_log import PredictionLogError
+from service.prediction_log.reader import LogReader
+from service.prediction_log.tables import PredictionLogError, redact
 
 HTML_FILE = "drift.html"
 JSON_FILE = "drift.json"
 DEFAULT_MAX_ROWS = 200_000
 
 
-app = typer.Typer(add_completion=False)
-
-
-@app.command()
-def main(
+def drift_report(
     db: str = typer.Option(DEFAULT_DB_URL, "--db", help="SQLAlchemy URL of the prediction log"),
     bundle: Path = typer.Option(
         Path("models/champion"), "--bundle", help="champion bundle (schema + reference stats)"
@@ -63,7 +58,7 @@ def main(
         except (OSError, ValueError) as exc:
             raise PredictionLogError(f"{bundle / REFERENCE_FILE}: unreadable: {exc}") from None
         start, end = parse_time(since), parse_time(until)
-        log = open_existing(db)
+        log = LogReader.open_existing(db)
         try:
             current = log.recent_features(start, end, limit=max_rows or None)
         finally:
@@ -96,7 +91,3 @@ def main(
         + (f" ({', '.join(drifted)})" if drifted else "")
     )
     typer.echo(f"wrote {out / HTML_FILE} and {out / JSON_FILE}")
-
-
-if __name__ == "__main__":
-    app()

@@ -7,11 +7,9 @@ ingest reads, with a report of what is wrong with them, and counted.
 
 CLI::
 
-    python -m service.log_export export --db sqlite:///predictions.db --bundle models/champion \\
-        [--out data/feedback/export-<time>.parquet] [--quarantine-dir data/quarantine] \\
-        [--since ISO] [--until ISO]
-
-(``python -m service.prediction_log export`` is the same command.)
+    python -m service.prediction_log export --db sqlite:///predictions.db \\
+        --bundle models/champion [--out data/feedback/export-<time>.parquet] \\
+        [--quarantine-dir data/quarantine] [--since ISO] [--until ISO]
 """
 
 from __future__ import annotations
@@ -25,20 +23,19 @@ from typing import Any
 
 import pandas as pd
 import typer
-from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from mloop.config import ConfigError, DatasetSchema, load_schema
 from mloop.encoding import decode_codes
 from mloop.errors import DataValidationError
 from mloop.fileio import write_json
-from service.log_store import predictions, redact, sqlite_path
-from service.prediction_log import PredictionLog, PredictionLogError, check_layout
+from service.prediction_log.reader import LogReader
+from service.prediction_log.tables import PredictionLogError, redact
 
 DEFAULT_DB_URL = "sqlite:///predictions.db"
 DEFAULT_QUARANTINE_DIR = Path("data/quarantine")
 # mloop.bundle's file names, repeated: importing it loads the model runtimes (seconds, for a CLI
-# that reads two files); tests/service/test_prediction_log.py checks that they agree.
+# that reads two files); tests/service/prediction_log/test_prediction_log.py checks that they agree.
 SCHEMA_FILE = "schema.yaml"
 REFERENCE_FILE = "reference_stats.json"
 META_FILE = "bundle.json"
@@ -135,7 +132,7 @@ def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
 
 
 def export_labelled(
-    log: PredictionLog,
+    log: LogReader,
     path: Path,
     schema: DatasetSchema,
     since: float | None = None,
@@ -207,8 +204,8 @@ def export_labelled(
 def partition(
     frame: pd.DataFrame, schema: DatasetSchema
 ) -> tuple[pd.DataFrame, pd.Index, list[dict[str, Any]]]:
-    """mloop.validate.partition, imported when needed: pandera takes ~1 s to import."""
-    from mloop.validate import partition as split_by_schema
+    """mloop.schema_checks.partition, imported when needed: pandera takes ~1 s to import."""
+    from mloop.schema_checks import partition as split_by_schema
 
     return split_by_schema(frame, schema)
 
@@ -235,32 +232,6 @@ def iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
 
 
-def open_existing(url: str) -> PredictionLog:
-    """A PredictionLog on a database the service has already written, for the offline tools.
-
-    A missing SQLite file is reported rather than created: a typo in ``--db`` would otherwise
-    produce an empty log and a misleading "0 rows".
-    """
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise PredictionLogError(f"prediction log database {path} does not exist")
-    log = PredictionLog(url)
-    try:
-        has_table = inspect(log.engine).has_table(predictions.name)
-    except SQLAlchemyError as exc:
-        log.close()
-        raise PredictionLogError(f"cannot open prediction log {redact(url)}: {exc}") from None
-    if not has_table:
-        log.close()
-        raise PredictionLogError(f"{redact(url)} has no predictions table (not a prediction log)")
-    try:
-        check_layout(log.engine, url)
-    except PredictionLogError:
-        log.close()
-        raise
-    return log
-
-
 def load_bundle_schema(bundle: Path) -> DatasetSchema:
     """The dataset schema a champion bundle was trained on (without loading its model)."""
     if not bundle.is_dir():
@@ -271,15 +242,6 @@ def load_bundle_schema(bundle: Path) -> DatasetSchema:
         raise PredictionLogError(str(exc)) from None
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True)
-
-
-@app.callback()
-def _cli() -> None:
-    """Offline tools on the prediction log."""
-
-
-@app.command()
 def export(
     db: str = typer.Option(DEFAULT_DB_URL, "--db", help="SQLAlchemy URL of the prediction log"),
     bundle: Path = typer.Option(
@@ -306,7 +268,7 @@ def export(
     try:
         schema = load_bundle_schema(bundle)
         start, end = parse_time(since), parse_time(until)
-        log = open_existing(db)
+        log = LogReader.open_existing(db)
         try:
             result = export_labelled(log, out, schema, start, end, quarantine_dir)
         finally:
@@ -324,7 +286,3 @@ def export(
         )
     if not result.exported and not result.quarantined:
         typer.echo("no labelled predictions in the window: nothing written")
-
-
-if __name__ == "__main__":
-    app()

@@ -3,8 +3,9 @@
 Why a process and not a thread: measured on one core, a writer thread that JSON-encodes and inserts
 a few hundred rows every 200 ms took the GIL from the event loop often enough to move an unloaded
 request's p99 from 0.44 ms (writer asleep) to ~4 ms. The serving process now only keeps the queued
-rows in a few column buffers (:class:`Packed`) and sends them through a pipe; this process
-does the per-row work at a lower CPU priority, so on a saturated core requests go first.
+rows in a few column buffers (:class:`~service.prediction_log.wire.Packed`) and sends them
+through a pipe; this process does the per-row work at a lower CPU priority, so on a saturated
+core requests go first.
 
 Protocol (tuples over a ``multiprocessing`` pipe):
 
@@ -18,23 +19,14 @@ Messages are handled in order, so "flushed" means every row sent before the flus
 from __future__ import annotations
 
 import gc
-import itertools
-import json
 import logging
 import os
-import pickle
 import signal
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-import orjson
-from sqlalchemy.exc import SQLAlchemyError
-
-from service.log_store import BatchWriter, Call, Row, WriteResult, create_log_engine
-from service.prediction_ids import numbered_ids
+from service.prediction_log.inserts import BatchWriter, write_packed
+from service.prediction_log.tables import create_log_engine
+from service.prediction_log.wire import receive_packed
 
 logger = logging.getLogger("service.prediction_log")
 
@@ -111,150 +103,6 @@ def boost_writer(pid: int) -> bool:
         return True
     except (AttributeError, OSError):
         return False
-
-
-@dataclass
-class Packed:
-    """Calls that share feature names, as a few flat buffers.
-
-    Pickling happens in the serving process with the GIL held for the whole ``pickle.dumps``, so
-    the message must be cheap to pickle: arrays and one string pickle as memory copies, whereas a
-    list of 3,000 id strings took 0.7-1.4 ms (measured), long enough to delay requests. The ids
-    travel as request numbers (the service's calls, :mod:`service.prediction_ids`) or as one text
-    plus their lengths (ids given by the caller), the model versions as runs of calls.
-    """
-
-    names: list[str]
-    counts: npt.NDArray[np.int64]  # rows per call
-    id_prefix: str | None  # set: ids from the request numbers ...
-    numbers: npt.NDArray[np.int64]  # ... of each call, their random tags ...
-    tags: npt.NDArray[np.uint64]
-    batch_calls: npt.NDArray[np.int64]  # ... and the calls that sent a list
-    id_text: str  # otherwise every prediction id, concatenated ...
-    id_lengths: npt.NDArray[np.int64]  # ... and its characters per id
-    features: npt.NDArray[np.float64]
-    outputs: npt.NDArray[Any]
-    created_at: npt.NDArray[np.float64]  # per call
-    versions: list[str]  # model version of a run of consecutive calls ...
-    version_calls: npt.NDArray[np.int64]  # ... and how many calls the run holds
-
-    @property
-    def rows(self) -> int:
-        return len(self.outputs)
-
-    def ids(self) -> list[str]:
-        if self.id_prefix is not None:
-            counts, batch_calls = self.counts.tolist(), self.batch_calls.tolist()
-            return numbered_ids(self.id_prefix, self.numbers, self.tags, counts, batch_calls)
-        ends = np.cumsum(self.id_lengths).tolist()
-        text = self.id_text
-        return [text[start:end] for start, end in zip([0, *ends[:-1]], ends)]
-
-    def call_versions(self) -> list[str]:
-        """The model version of every call, in order."""
-        return list(
-            itertools.chain.from_iterable(
-                itertools.repeat(version, calls)
-                for version, calls in zip(self.versions, self.version_calls.tolist())
-            )
-        )
-
-    def row_versions(self) -> list[str]:
-        """The model version of every row, in order: rows per run of calls of one version, then
-        each version repeated (C-level, no per-call loop)."""
-        if not self.rows:
-            return []
-        run_starts = np.concatenate([[0], np.cumsum(self.version_calls)[:-1]]).astype(np.intp)
-        run_rows = np.add.reduceat(self.counts, run_starts).tolist()
-        return list(itertools.chain.from_iterable(map(itertools.repeat, self.versions, run_rows)))
-
-    def unpack(self) -> list[Call]:
-        bounds = np.cumsum(self.counts)[:-1]
-        features = np.split(self.features, bounds)
-        outputs = np.split(self.outputs, bounds)
-        starts = [0, *bounds.tolist()]
-        ids = self.ids()
-        versions = self.call_versions()
-        return [
-            (
-                versions[i],
-                ids[start : start + int(count)],
-                features[i],
-                self.names,
-                outputs[i],
-                float(self.created_at[i]),
-            )
-            for i, (start, count) in enumerate(zip(starts, self.counts.tolist()))
-        ]
-
-
-def json_rows(matrix: npt.NDArray[Any]) -> list[str]:
-    """Each row of a 2-d array as a JSON array, the same text ``orjson.dumps(row)`` writes.
-
-    One orjson call for the whole matrix, split at the row boundaries: ~0.3 us per row against
-    ~0.65 us for one call per row (measured, 11 columns). Numbers contain no brackets, so the
-    boundaries are exactly the ``],[`` between rows.
-    """
-    if len(matrix) == 0:
-        return []
-    text = orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    return text[1:-1].replace("],[", "]\n[").split("\n")
-
-
-def json_values(values: npt.NDArray[Any]) -> list[str]:
-    """Each element of a 1-d array as a JSON value (numbers in one orjson call, split at the
-    commas; other dtypes, e.g. text class labels, one call each)."""
-    if len(values) == 0:
-        return []
-    if values.dtype.kind in "biuf":
-        return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(",")
-    return [_json_value(value) for value in values.tolist()]
-
-
-def _json_value(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # a lone surrogate, which orjson (strict UTF-8) refuses; json escapes it
-        return json.dumps(value)
-
-
-def packed_rows(packed: Packed, feature_set: int) -> list[Row]:
-    """All rows of a message, built column by column (a few list comprehensions for the whole
-    batch instead of one pass per call: single-row calls made per-call work dominate)."""
-    features = json_rows(packed.features)
-    outputs = json_values(packed.outputs)
-    created = np.repeat(packed.created_at, packed.counts).tolist()
-    sets = itertools.repeat(feature_set, packed.rows)
-    return list(zip(packed.ids(), created, packed.row_versions(), sets, features, outputs))
-
-
-def send_packed(connection: Connection, packed: Packed) -> None:
-    """Send a message with its arrays out of band: pickled in band, a 264 KB feature array took
-    ~250 us of GIL-holding copying (measured); as raw buffers it goes straight from the array's
-    memory into the pipe, in writes that release the GIL."""
-    buffers: list[pickle.PickleBuffer] = []
-    header = pickle.dumps(packed, protocol=5, buffer_callback=buffers.append)
-    connection.send(("rows", header, len(buffers)))
-    for buffer in buffers:
-        connection.send_bytes(buffer.raw())
-
-
-def receive_packed(connection: Connection, header: bytes, buffer_count: int) -> Packed:
-    buffers = [connection.recv_bytes() for _ in range(buffer_count)]
-    packed: Packed = pickle.loads(header, buffers=buffers)
-    return packed
-
-
-def write_packed(writer: BatchWriter, packed: Packed) -> WriteResult:
-    """One transaction for the whole message; if it fails (e.g. a duplicate id), call by call."""
-    try:
-        writer.insert_rows(packed_rows(packed, writer.feature_set(packed.names)))
-        return WriteResult(written=packed.rows)
-    except SQLAlchemyError as exc:
-        logger.warning("batch insert failed (%s); retrying call by call", type(exc).__name__)
-    except Exception as exc:  # noqa: BLE001 - e.g. an output orjson cannot encode
-        logger.warning("batch conversion failed (%s); retrying call by call", exc)
-    return writer.write(packed.unpack())
 
 
 def run_writer(url: str, connection: Connection, niceness: int = WRITER_NICENESS) -> None:

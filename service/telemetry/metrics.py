@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from array import array
-from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
 import prometheus_client
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,9 +25,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-
-if TYPE_CHECKING:
-    from service.call_buffer import Columns
 
 # `_created` series double every counter's cardinality and nothing here reads them.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -69,10 +62,13 @@ prediction_duration = Histogram(
 batch_rows = Histogram(
     "prediction_batch_rows", "Rows per /predict call.", namespace=NAMESPACE, buckets=BATCH_BUCKETS
 )
+PREDICTED_VALUE_HELP = (
+    "Distribution of predicted values (regression; buckets from the training target's quantiles)."
+)
+_predicted_value_edges: tuple[float, ...] = (0.0, 1.0)  # replaced per bundle, see below
 predicted_value = Histogram(
-    "predicted_value", "Distribution of predicted values (regression; buckets from the training "
-    "target's quantiles).", ["model_version"], namespace=NAMESPACE,
-    buckets=(0.0, 1.0),  # replaced per bundle by configure_predicted_value_buckets
+    "predicted_value", PREDICTED_VALUE_HELP, ["model_version"], namespace=NAMESPACE,
+    buckets=_predicted_value_edges,
 )  # fmt: skip
 predicted_class = Counter(
     "predicted_class", "Predicted rows per class (classification).",
@@ -158,98 +154,21 @@ def configure_predicted_value_buckets(edges: list[float]) -> None:
     prometheus-client fixes buckets at construction, so the histogram is rebuilt when a bundle is
     first loaded (a reload keeps them, so the series stay comparable across versions).
     """
-    global predicted_value
+    global predicted_value, _predicted_value_edges
     from prometheus_client import REGISTRY
 
-    if tuple(edges) == tuple(predicted_value._upper_bounds[:-1]):
+    wanted = tuple(sorted(set(edges))) or (0.0, 1.0)
+    if wanted == _predicted_value_edges:
         return
     try:
         REGISTRY.unregister(predicted_value)
     except KeyError:
         pass
     predicted_value = Histogram(
-        "predicted_value", predicted_value._documentation, ["model_version"],
-        namespace=NAMESPACE, buckets=sorted(set(edges)) or (0.0, 1.0),
+        "predicted_value", PREDICTED_VALUE_HELP, ["model_version"],
+        namespace=NAMESPACE, buckets=wanted,
     )  # fmt: skip
-
-
-def observe_many(child: Any, values: npt.NDArray[Any]) -> None:
-    """Add many observations to a histogram child in one pass.
-
-    prometheus-client has no bulk observe, and one ``observe`` per value is a Python loop over the
-    buckets. This adds the bucket counts and the sum through the child's value holders, the same
-    objects ``observe`` updates (also in multiprocess mode, where they are the mmapped files).
-    """
-    if len(values) == 0:
-        return
-    bounds = np.asarray(child._upper_bounds)
-    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    for index, count in enumerate(counts[: len(bounds)].tolist()):
-        if count:
-            child._buckets[index].inc(float(count))
-    child._sum.inc(float(np.sum(values)))
-
-
-HttpTimings = dict[int, "array[float]"]  # status code -> request seconds
-
-
-class HotPathSamples:
-    """What ``POST /predict`` observed, folded into the metrics in bulk instead of per request.
-
-    Why not prometheus-client directly: measured with wrk on one core, its six calls per
-    prediction (each a method with a lock; a histogram's a Python loop over its buckets) cost
-    ~9 us of a ~42 us request. HTTP timings are appended to an array per status code
-    (:meth:`http`, on the event loop's thread, which also takes them: no lock, see
-    ``service.loop_owner``); the model's side arrives once a second as the call buffer's columns
-    (:meth:`fold`). Both are folded on the housekeeping thread every second and before each
-    ``/metrics`` answer, so a scrape of a single worker is exact; with several workers, another
-    worker's last second arrives with its next fold.
-    """
-
-    def __init__(self) -> None:
-        # An array keeps the seconds as C doubles: no float object outlives its request.
-        self._http: HttpTimings = {}
-
-    def http(self, status: int, seconds: float) -> None:
-        samples = self._http.get(status)
-        if samples is None:
-            samples = self._http[status] = array("d")
-        samples.append(seconds)
-
-    def take_http(self) -> HttpTimings:
-        """The HTTP timings recorded since the last take (on the thread that records them)."""
-        http, self._http = self._http, {}
-        return http
-
-    @staticmethod
-    def fold_http(http: HttpTimings) -> None:
-        """Count and time taken HTTP timings (on any thread)."""
-        for status, durations in http.items():
-            http_requests.labels("POST", "/predict", f"{status // 100}xx").inc(len(durations))
-            observe_many(http_duration.labels("POST", "/predict"), np.asarray(durations))
-
-    @staticmethod
-    def fold(segment: Columns, task: str) -> None:
-        """Count and time the calls of one buffer segment, per model version."""
-        counts = np.asarray(segment.counts, dtype=np.int64)
-        seconds = np.asarray(segment.model_seconds, dtype=np.float64)
-        outputs = segment.outputs[: segment.rows]
-        call_ends = np.cumsum(segment.version_calls).tolist()
-        row_ends = np.cumsum(counts).tolist()
-        first_call = first_row = 0
-        for version, last_call in zip(segment.versions, call_ends):
-            last_row = row_ends[last_call - 1]
-            predictions.labels(version).inc(last_row - first_row)
-            observe_many(prediction_duration.labels(version), seconds[first_call:last_call])
-            observe_many(batch_rows, counts[first_call:last_call])
-            rows = outputs[first_row:last_row]
-            if task == "regression":
-                observe_many(predicted_value.labels(version), rows.astype(np.float64))
-            else:
-                labels, totals = np.unique(rows, return_counts=True)
-                for label, total in zip(labels.tolist(), totals.tolist()):
-                    predicted_class.labels(version, str(label)).inc(total)
-            first_call, first_row = last_call, last_row
+    _predicted_value_edges = wanted
 
 
 def multiprocess_dir() -> str | None:

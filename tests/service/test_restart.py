@@ -14,14 +14,9 @@ import psutil
 from mloop.config import load_schema
 from mloop.ingest import read_extra_rows
 from mloop.validate import check
-from tests.service.service_fixtures import (
-    DIABETES_SCHEMA,
-    FEEDBACK_AUTH,
-    make_bundle,
-    start_server,
-    stop_server,
-    valid_record,
-)
+from tests.helpers.bundles import make_bundle, valid_record
+from tests.helpers.paths import DIABETES_SCHEMA
+from tests.helpers.servers import FEEDBACK_AUTH, start_server, stop_server
 
 
 def test_log_survives_a_restart_and_exports_for_ingest(tmp_path: Path) -> None:

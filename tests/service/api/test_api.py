@@ -7,13 +7,8 @@ import math
 
 import pytest
 
-from tests.service.service_fixtures import (
-    ADMIN_TOKEN,
-    FEEDBACK_AUTH,
-    Server,
-    diabetes_rows,
-    valid_record,
-)
+from tests.helpers.bundles import diabetes_rows, valid_record
+from tests.helpers.servers import ADMIN_TOKEN, FEEDBACK_AUTH, Server
 
 
 def test_single_record_returns_one_prediction_with_id_and_version(server: Server) -> None:

@@ -11,14 +11,9 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.metrics import accuracy_score, f1_score
 
-from tests.service.service_fixtures import (
-    FEEDBACK_AUTH,
-    IRIS_SCHEMA,
-    Server,
-    make_bundle,
-    start_server,
-    stop_server,
-)
+from tests.helpers.bundles import make_bundle
+from tests.helpers.paths import IRIS_SCHEMA
+from tests.helpers.servers import FEEDBACK_AUTH, Server, start_server, stop_server
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 from tests.deploy.test_compose_and_images import TRAINING_ONLY
-from tests.service.service_fixtures import REPO
+from tests.helpers.paths import REPO
 
 PROBE = """
 import json, sys
 from fastapi.testclient import TestClient
-from service.app import create_app
+from service.api.app import create_app
 with TestClient(create_app()) as client:
     assert client.get("/ready").status_code == 200
     row = {name: 0.01 for name in client.get("/model").json()["features"]}

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict
 
-from service import errors
+from service.api import errors
 
 
 class Strict(BaseModel):

@@ -10,14 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.service_fixtures import (
-    ADMIN_TOKEN,
-    DIABETES_SCHEMA,
-    IRIS_SCHEMA,
-    make_bundle,
-    start_server,
-    stop_server,
-)
+from tests.helpers.bundles import make_bundle
+from tests.helpers.paths import DIABETES_SCHEMA, IRIS_SCHEMA
+from tests.helpers.servers import ADMIN_TOKEN, start_server, stop_server
 
 
 @pytest.mark.parametrize("schema", [DIABETES_SCHEMA, IRIS_SCHEMA], ids=["regression", "classes"])

@@ -14,14 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.service_fixtures import (
-    FEEDBACK_AUTH,
-    Server,
-    make_bundle,
-    start_server,
-    stop_server,
-    valid_record,
-)
+from tests.helpers.bundles import make_bundle, valid_record
+from tests.helpers.servers import FEEDBACK_AUTH, Server, start_server, stop_server
 
 REQUEST_TIMEOUT_S = 1.0
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mloop.config import load_schema
-from service.label_codec import LabelCodec
-from service.codec import RequestError
-from tests.service.service_fixtures import DIABETES_SCHEMA, IRIS_SCHEMA, REPO
+from service.codecs.labels import LabelCodec
+from service.codecs.records import RequestError
+from tests.helpers.paths import BREAST_CANCER_SCHEMA, DIABETES_SCHEMA, IRIS_SCHEMA
 
 
 def body(actual: str, item_id: str = "a") -> bytes:
@@ -69,7 +69,7 @@ def test_class_labels_must_be_one_of_the_models_classes(
 
 
 def test_bool_classes_take_bools_only(tmp_path: object) -> None:
-    schema = load_schema(REPO / "datasets" / "breast_cancer.yaml")
+    schema = load_schema(BREAST_CANCER_SCHEMA)
     flags = schema.model_copy(
         update={"columns": {**schema.columns, "target": schema.columns["target"].model_copy(
             update={"dtype": "bool", "allowed": None})}}

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from mloop.config import DatasetSchema, load_schema
-from service.codec import RecordCodec, RequestError
-from tests.service.service_fixtures import DIABETES_SCHEMA
+from service.codecs.records import RecordCodec, RequestError
+from tests.helpers.paths import DIABETES_SCHEMA
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from mloop.bundle import Bundle
-from service.codec import RecordCodec
-from service.label_codec import LabelCodec
-from service.model_store import ModelStore
-from tests.service.service_fixtures import make_bundle
-
-
-def wait_until(condition: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return True
-        time.sleep(0.05)
-    return False
+from service.codecs.records import RecordCodec
+from service.codecs.labels import LabelCodec
+from service.model_store.store import ModelStore
+from tests.helpers.bundles import make_bundle
+from tests.helpers.net import wait_until
 
 
 def test_the_watcher_survives_an_exception_and_loads_the_next_bundle(tmp_path: Path) -> None:

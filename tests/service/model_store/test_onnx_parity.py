@@ -10,7 +10,8 @@ from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 from sklearn.linear_model import ElasticNet
 
 from mloop.models.store import export_onnx, load_native, load_predictor, save_native
-from tests.service.service_fixtures import diabetes_rows, make_bundle, start_server, stop_server
+from tests.helpers.bundles import diabetes_rows, make_bundle
+from tests.helpers.servers import start_server, stop_server
 
 
 def wine_like(rows: int = 800, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:

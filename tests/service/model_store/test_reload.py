@@ -13,14 +13,10 @@ import pytest
 import yaml
 
 from mloop.bundle import _exchange
-from tests.service.service_fixtures import (
-    ADMIN_TOKEN,
-    Server,
-    make_bundle,
-    start_server,
-    stop_server,
-    valid_record,
-)
+from tests.helpers.bundles import make_bundle, valid_record
+from tests.helpers.net import wait_until
+from tests.helpers.paths import DIABETES_SCHEMA
+from tests.helpers.servers import ADMIN_TOKEN, Server, start_server, stop_server
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -66,13 +62,10 @@ class Traffic:
         self._thread.join(timeout=10)
 
 
-def wait_for_version(server: Server, version: str, attempts: int = 100) -> None:
+def wait_for_version(server: Server, version: str) -> None:
     with server.client() as client:
-        for _ in range(attempts):
-            if client.get("/model").json()["version"] == version:
-                return
-            threading.Event().wait(0.1)
-    raise AssertionError(f"/model never showed version {version}")
+        shown = wait_until(lambda: client.get("/model").json()["version"] == version, 10, 0.1)
+    assert shown, f"/model never showed version {version}"
 
 
 def swap_in(bundle: Path, replacement: Path) -> None:
@@ -128,7 +121,7 @@ def test_bundle_with_other_features_is_refused(live: tuple[Server, Path], tmp_pa
     server, bundle = live
     with server.client() as client:
         before = client.get("/model").json()["version"]
-    schema = yaml.safe_load(Path("datasets/diabetes.yaml").read_text())
+    schema = yaml.safe_load(DIABETES_SCHEMA.read_text())
     del schema["columns"]["s6"]
     other_schema = tmp_path / "diabetes-without-s6.yaml"
     other_schema.write_text(yaml.safe_dump(schema, sort_keys=False))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.call_buffer import CallBuffer, Columns
-from service.prediction_ids import request_id
+from service.prediction_log.buffer import CallBuffer, Columns
+from service.prediction_log.ids import request_id
 
 PREFIX = "cafe-"
 

@@ -1,4 +1,4 @@
-"""service.drift_report: reference reconstruction and the Evidently report CLI on a real log."""
+"""python -m service.prediction_log drift-report: reference reconstruction and the Evidently report CLI on a real log."""
 
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ from mloop.drift import (
     reference_sample,
     snap_to_categories,
 )
-from service.drift_report import app
-from service.prediction_log import PredictionLog
+from service.prediction_log.__main__ import app
+from tests.helpers.paths import DIABETES_SCHEMA
+from tests.helpers.prediction_log import RecordingLog
 
-REPO = Path(__file__).resolve().parents[2]
-DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
 T0 = 1_717_243_200.0  # 2024-06-01T12:00:00Z
 SHIFTED = ["bmi", "bp", "s5"]
 
@@ -58,7 +57,7 @@ def plog_logged_db(
     assert not same["sex"].isin(diabetes_frame["sex"]).any()
     shifted = same.copy()
     shifted[SHIFTED] += 2 * same[SHIFTED].std()
-    log = PredictionLog(url, flush_interval_s=0.01)
+    log = RecordingLog(url, flush_interval_s=0.01)
     log.start()
     for day, rows in enumerate((same, shifted)):
         ids = [f"d{day}-{i}" for i in range(len(rows))]
@@ -91,7 +90,7 @@ def test_values_within_float_noise_snap_to_their_category() -> None:
 
 
 def run_report(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(app, ["drift-report", *args])
     return result.exit_code, result.output
 
 

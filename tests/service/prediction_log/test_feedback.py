@@ -14,15 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.service_fixtures import (
-    ADMIN_TOKEN,
-    FEEDBACK_AUTH,
-    Server,
-    make_bundle,
-    start_server,
-    stop_server,
-    valid_record,
-)
+from tests.helpers.bundles import make_bundle, valid_record
+from tests.helpers.servers import ADMIN_TOKEN, FEEDBACK_AUTH, Server, start_server, stop_server
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.log_store import (
-    INSERTS_PER_PAUSE,
-    ROWS_PER_INSERT,
-    BatchWriter,
-    Row,
-    create_log_engine,
-    metadata,
-)
+from service.prediction_log.inserts import INSERTS_PER_PAUSE, ROWS_PER_INSERT, BatchWriter, Row
+from service.prediction_log.tables import create_log_engine, metadata
 
 
 def rows(count: int, feature_set: int) -> list[Row]:

@@ -1,4 +1,4 @@
-"""service.prediction_log: real SQLite files, the real writer process, the pipeline's real ingest."""
+"""service.prediction_log (shipper, writer process, reader, export): real SQLite files, the real writer process, the pipeline's real ingest."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ from mloop import bundle as mloop_bundle
 from mloop.config import DatasetSchema
 from mloop.ingest import read_extra_rows
 from mloop.validate import check
-from service import log_export, prediction_log
-from service.log_export import export_labelled, parse_time
-from service.prediction_log import SQLITE_PAGE_BYTES, PredictionLog
+from service.prediction_log import export as export_module
+from service.prediction_log.export import export_labelled, parse_time
+from service.prediction_log.reader import FeedbackResult, LogReader
+from service.prediction_log.tables import SQLITE_PAGE_BYTES, PredictionLogError
+from tests.helpers.net import wait_until
+from tests.helpers.paths import DIABETES_SCHEMA, REPO
+from tests.helpers.prediction_log import RecordingLog
 
-REPO = Path(__file__).resolve().parents[2]
-DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
 T0 = 1_717_243_200.0  # 2024-06-01T12:00:00Z
 
 
@@ -36,15 +38,15 @@ def plog_db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def plog_log(plog_db: Path) -> Iterator[PredictionLog]:
-    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
+def plog_log(plog_db: Path) -> Iterator[RecordingLog]:
+    log = RecordingLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
     log.start()
     yield log
     log.close()
 
 
 def record_rows(
-    log: PredictionLog,
+    log: RecordingLog,
     frame: pd.DataFrame,
     features: list[str],
     prefix: str,
@@ -68,7 +70,7 @@ def test_records_survive_a_restart(
     plog_db: Path, diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
 ) -> None:
     features = diabetes_schema.features
-    first = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
+    first = RecordingLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
     first.start()
     # Concatenated, not extended in place: record() queues the caller's list without copying it.
     ids = record_rows(first, diabetes_frame.iloc[:5], features, "a-", version="3") + record_rows(
@@ -78,7 +80,7 @@ def test_records_survive_a_restart(
     assert first.written_rows == 8 and first.queue_depth() == 0
 
     assert stored_ids(plog_db) == sorted(ids)
-    second = PredictionLog(f"sqlite:///{plog_db}")
+    second = RecordingLog(f"sqlite:///{plog_db}")
     second.start()
     try:
         logged = second.recent_features()
@@ -100,7 +102,7 @@ def test_records_survive_a_restart(
 
 def test_full_queue_drops_the_whole_call_without_blocking(plog_db: Path) -> None:
     # No writer thread: nothing ever drains the queue, so a blocking put would hang this test.
-    log = PredictionLog(f"sqlite:///{plog_db}", queue_size=2)
+    log = RecordingLog(f"sqlite:///{plog_db}", queue_size=2)
     names = ["x1", "x2"]
     one_row = np.zeros((1, 2))
     assert log.record("1", ["p1"], one_row, names, np.array([1.0]), T0)
@@ -123,7 +125,7 @@ def test_full_queue_drops_the_whole_call_without_blocking(plog_db: Path) -> None
 
 
 def test_feedback_reports_unknown_ids_and_keeps_the_first_label(
-    plog_log: PredictionLog, diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
+    plog_log: RecordingLog, diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
 ) -> None:
     ids = record_rows(plog_log, diabetes_frame.iloc[:4], diabetes_schema.features, "p")
     # No flush here: record_feedback must see predictions recorded a moment ago.
@@ -143,11 +145,11 @@ def test_feedback_reports_unknown_ids_and_keeps_the_first_label(
     labelled = plog_log.labelled_rows()
     assert labelled["prediction_id"].tolist() == [ids[0], ids[2], ids[3]]
     assert labelled["actual"].tolist() == [100.0, 50, 7.0]
-    assert plog_log.record_feedback([], received_at=T0) == prediction_log.FeedbackResult()
+    assert plog_log.record_feedback([], received_at=T0) == FeedbackResult()
 
 
 def test_windows_are_half_open_on_prediction_time(
-    plog_log: PredictionLog, diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
+    plog_log: RecordingLog, diabetes_frame: pd.DataFrame, diabetes_schema: DatasetSchema
 ) -> None:
     features = diabetes_schema.features
     for hour in range(3):
@@ -163,7 +165,7 @@ def test_windows_are_half_open_on_prediction_time(
     assert parse_time("2024-06-01T12:00:00") == T0 == parse_time("2024-06-01T14:00:00+02:00")
 
 
-def test_class_labels_round_trip(plog_log: PredictionLog) -> None:
+def test_class_labels_round_trip(plog_log: RecordingLog) -> None:
     outputs = np.array(["yes", "no"], dtype=object)
     assert plog_log.record("2", ["c1", "c2"], np.eye(2), ["a", "b"], outputs, T0)
     assert plog_log.record_feedback([("c1", "no"), ("c2", 1)], T0).accepted == ["c1", "c2"]
@@ -177,7 +179,7 @@ def test_class_labels_round_trip(plog_log: PredictionLog) -> None:
 def test_export_round_trips_into_the_ingest_stage(
     suffix: str,
     tmp_path: Path,
-    plog_log: PredictionLog,
+    plog_log: RecordingLog,
     diabetes_frame: pd.DataFrame,
     diabetes_schema: DatasetSchema,
 ) -> None:
@@ -211,7 +213,7 @@ def test_export_round_trips_into_the_ingest_stage(
 
 def test_export_quarantines_rows_that_violate_the_schema(
     tmp_path: Path,
-    plog_log: PredictionLog,
+    plog_log: RecordingLog,
     diabetes_frame: pd.DataFrame,
     diabetes_schema: DatasetSchema,
 ) -> None:
@@ -242,7 +244,7 @@ def test_export_quarantines_rows_that_violate_the_schema(
     assert any(column == "target" and "less_than_or_equal_to" in rule for column, rule in reasons)
 
 
-def test_export_casts_integer_columns_per_schema(plog_log: PredictionLog, tmp_path: Path) -> None:
+def test_export_casts_integer_columns_per_schema(plog_log: RecordingLog, tmp_path: Path) -> None:
     schema = DatasetSchema.model_validate(
         {
             "name": "counts",
@@ -266,7 +268,7 @@ def test_export_casts_integer_columns_per_schema(plog_log: PredictionLog, tmp_pa
     assert frame.values.tolist() == [[3, 70.5, 1], [1, 20.0, 0]]
 
 
-def test_sqlite_runs_in_wal_mode_with_large_pages(plog_log: PredictionLog, plog_db: Path) -> None:
+def test_sqlite_runs_in_wal_mode_with_large_pages(plog_log: RecordingLog, plog_db: Path) -> None:
     with sqlite3.connect(plog_db) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert connection.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_BYTES
@@ -278,18 +280,19 @@ def test_sqlite_runs_in_wal_mode_with_large_pages(plog_log: PredictionLog, plog_
 
 
 def test_writer_survives_database_errors(plog_db: Path) -> None:
-    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
+    log = RecordingLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
     names, row = ["x"], np.ones((1, 1))
     # Queued before the writer starts, so all four land in one batch: the duplicate id fails the
     # batch insert, the call-by-call retry keeps the good calls.
     assert log.record("1", ["dup"], row, names, np.array([1.0]), T0)
     assert log.record("1", ["dup"], row, names, np.array([2.0]), T0)
-    assert log.record("1", ["bad"], np.ones((1, 3)), names, np.array([3.0]), T0)  # shapes disagree
+    with pytest.raises(ValueError, match="malformed"):  # shapes disagree: refused at once
+        log.record("1", ["bad"], np.ones((1, 3)), names, np.array([3.0]), T0)
     assert log.record("1", ["ok"], row, names, np.array([4.0]), T0)
     log.start()
     try:
         assert log.flush()
-        assert log.write_errors == 2 and log.lost_rows == 2
+        assert log.write_errors == 1 and log.lost_rows == 1
         assert log.written_rows == 2
         assert log.running, "the writer thread is still alive"
         assert log.record("1", ["after"], row, names, np.array([5.0]), T0)
@@ -300,10 +303,10 @@ def test_writer_survives_database_errors(plog_db: Path) -> None:
     assert stored_ids(plog_db) == ["after", "dup", "ok"]
 
 
-def test_rows_are_written_by_a_separate_background_process(plog_log: PredictionLog) -> None:
+def test_rows_are_written_by_a_separate_background_process(plog_log: RecordingLog) -> None:
     # The serving process only packs calls; the per-row work runs in another process, which
     # gives the core to requests at once while it keeps up (SCHED_IDLE).
-    writer = plog_log._process
+    writer = plog_log.process
     assert writer is not None and writer.pid != os.getpid() and writer.is_alive()
     names, row = ["x1", "x2"], np.array([[0.25, 1e-300]])
     for index in range(50):
@@ -311,9 +314,7 @@ def test_rows_are_written_by_a_separate_background_process(plog_log: PredictionL
     assert plog_log.flush()
     assert plog_log.written_rows == 50 and plog_log.queue_depth() == 0
     if hasattr(os, "SCHED_IDLE"):
-        deadline = time.monotonic() + 5
-        while os.sched_getscheduler(writer.pid) != os.SCHED_IDLE and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: os.sched_getscheduler(writer.pid) == os.SCHED_IDLE, timeout=5)
         assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
     rows = plog_log.labelled_rows()
     assert rows.empty, "no feedback yet: nothing is labelled"
@@ -330,7 +331,7 @@ def test_rows_are_written_by_a_separate_background_process(plog_log: PredictionL
 def test_one_shipment_keeps_every_call_apart(plog_db: Path) -> None:
     # Calls travel to the writer as flat buffers (ids concatenated, versions as runs): singles and
     # batches, ids of any length (not only ASCII), two model versions, each call its own time.
-    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=60)  # nothing ships before flush
+    log = RecordingLog(f"sqlite:///{plog_db}", flush_interval_s=60)  # nothing ships before flush
     log.start()
     names = ["x1", "x2"]
     calls = [
@@ -343,8 +344,8 @@ def test_one_shipment_keeps_every_call_apart(plog_db: Path) -> None:
         for version, ids, rows, created in calls:
             outputs = np.array([row[0] * 10 for row in rows])
             assert log.record(version, ids, np.array(rows), names, outputs, created)
-        log.record("3", [7], np.array([[0.0, 0.0]]), names, np.array([0.0]), T0)  # type: ignore[list-item]
-        assert log.write_errors == 1 and log.lost_rows == 1, "a non-text id is refused alone"
+        with pytest.raises(ValueError, match="strings"):  # a non-text id is refused alone
+            log.record("3", [7], np.array([[0.0, 0.0]]), names, np.array([0.0]), T0)  # type: ignore[list-item]
         assert log.flush() and log.written_rows == 6
     finally:
         log.close()
@@ -370,7 +371,7 @@ def test_the_writer_only_goes_idle_class_when_it_can_come_back() -> None:
     # An unprivileged process cannot leave SCHED_IDLE; such a writer would starve under load.
     check = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from service.log_writer import can_raise_priority; print(can_raise_priority(10))"
+        "from service.prediction_log.writer import can_raise_priority; print(can_raise_priority(10))"
     )
     as_root = subprocess.run(
         [sys.executable, "-c", check, str(REPO)], capture_output=True, text=True, check=True
@@ -387,27 +388,23 @@ def test_the_writer_only_goes_idle_class_when_it_can_come_back() -> None:
 
 
 def test_a_dead_writer_process_is_reported_then_restarted(plog_db: Path) -> None:
-    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
+    log = RecordingLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
     log.start()
     try:
         names, row = ["x"], np.ones((1, 1))
         assert log.record("1", ["before"], row, names, np.array([1.0]), T0)
         assert log.flush() and log.written_rows == 1
-        first = log._process
+        first = log.process
         assert first is not None and first.pid is not None
         os.kill(first.pid, signal.SIGKILL)
         first.join(5)
-        deadline = time.monotonic() + 5
-        while log.running and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not log.running, timeout=5, interval=0.01)
         assert not log.running, "a killed writer is noticed"
         assert not log.record("1", ["while-down"], row, names, np.array([2.0]), T0)
         assert log.dropped_rows == 1 and log.queue_depth() == 0
-        deadline = time.monotonic() + 10
-        while not log.running and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: log.running, timeout=10)
         assert log.running and log.writer_restarts == 1, "a new writer replaces the dead one"
-        assert log._process is not first
+        assert log.process is not first
         assert log.record("1", ["after"], row, names, np.array([3.0]), T0)
         assert log.flush() and log.written_rows == 2
     finally:
@@ -419,21 +416,19 @@ def test_a_shipment_lost_with_its_writer_is_counted_once(plog_db: Path) -> None:
     # A stopped writer reads nothing, so a shipment bigger than the pipe's buffer blocks the
     # shipper in send(). Killing the writer then ends that send with a broken pipe while the
     # receiver sees the pipe close: both sides notice the same rows, and they are lost once.
-    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
+    log = RecordingLog(f"sqlite:///{plog_db}", flush_interval_s=0.01)
     log.start()
     try:
-        assert log._process is not None and log._process.pid is not None
-        os.kill(log._process.pid, signal.SIGSTOP)
+        assert log.process is not None and log.process.pid is not None
+        os.kill(log.process.pid, signal.SIGSTOP)
         rows = 40_000  # 3.5 MB of features: far beyond a pipe's 64 KB buffer
         features = np.random.default_rng(5).normal(size=(rows, 11))
         ids = [f"k{i:06d}" for i in range(rows)]
         assert log.record("1", ids, features, [f"x{i}" for i in range(11)], features[:, 0], T0)
         time.sleep(0.3)  # the shipper has taken the rows and is blocked in send()
-        os.kill(log._process.pid, signal.SIGKILL)
-        log._process.join(5)
-        deadline = time.monotonic() + 5
-        while (log.running or log.lost_rows < rows) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        os.kill(log.process.pid, signal.SIGKILL)
+        log.process.join(5)
+        wait_until(lambda: not log.running and log.lost_rows >= rows, timeout=5, interval=0.01)
         time.sleep(0.2)  # room for a second, wrong count to arrive
         assert not log.running
         assert log.lost_rows == rows and log.written_rows == 0
@@ -445,10 +440,10 @@ def test_a_shipment_lost_with_its_writer_is_counted_once(plog_db: Path) -> None:
 
 def test_in_memory_sqlite_is_written_in_process(tmp_path: Path) -> None:
     # An in-memory database exists only inside this process: a writer process could not see it.
-    log = PredictionLog("sqlite://", flush_interval_s=0.01)
+    log = RecordingLog("sqlite://", flush_interval_s=0.01)
     log.start()
     try:
-        assert log._process is None
+        assert log.process is None
         names = ["x"]
         assert log.record("1", ["m1", "m2"], np.ones((2, 1)), names, np.array([1.0, 2.0]), T0)
         assert log.flush() and log.written_rows == 2
@@ -481,7 +476,7 @@ def schema_only_bundle(tmp_path: Path) -> Path:
 def test_export_cli(
     tmp_path: Path,
     plog_db: Path,
-    plog_log: PredictionLog,
+    plog_log: RecordingLog,
     diabetes_frame: pd.DataFrame,
     diabetes_schema: DatasetSchema,
 ) -> None:
@@ -518,12 +513,12 @@ def test_export_cli(
 
 def test_bundle_file_names_match_mloop() -> None:
     for name in ("SCHEMA_FILE", "REFERENCE_FILE", "META_FILE"):
-        assert getattr(log_export, name) == getattr(mloop_bundle, name)
+        assert getattr(export_module, name) == getattr(mloop_bundle, name)
 
 
 def test_large_shipments_are_inserted_many_rows_per_statement(plog_db: Path) -> None:
     # 257 rows: two statements of 100 rows and 57 single-row inserts, in one transaction.
-    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=60)
+    log = RecordingLog(f"sqlite:///{plog_db}", flush_interval_s=60)
     log.start()
     names = ["a", "b", "c"]
     rng = np.random.default_rng(7)
@@ -544,7 +539,7 @@ def test_large_shipments_are_inserted_many_rows_per_statement(plog_db: Path) -> 
     assert stored == [(i, repr(float(o))) for i, o in zip(ids, outputs)]
 
 
-def test_a_log_shared_by_two_feature_sets_reads_back_their_union(plog_log: PredictionLog) -> None:
+def test_a_log_shared_by_two_feature_sets_reads_back_their_union(plog_log: RecordingLog) -> None:
     assert plog_log.record("1", ["w1"], np.array([[1.0, 2.0]]), ["x", "y"], np.array([0.5]), T0)
     assert plog_log.record("9", ["d1"], np.array([[3.0]]), ["z"], np.array([1.5]), T0 + 1)
     assert plog_log.record("1", ["w2"], np.array([[4.0, 5.0]]), ["x", "y"], np.array([2.5]), T0 + 2)
@@ -564,12 +559,12 @@ def test_a_log_of_the_older_layout_is_refused_and_left_alone(plog_db: Path) -> N
         )
         connection.execute("INSERT INTO predictions VALUES ('old', 1.0, '1', '{\"x\":1}', '2')")
     before = plog_db.read_bytes()
-    log = PredictionLog(f"sqlite:///{plog_db}")
-    with pytest.raises(prediction_log.PredictionLogError, match="older table layout.*feature_set"):
+    log = RecordingLog(f"sqlite:///{plog_db}")
+    with pytest.raises(PredictionLogError, match="older table layout.*feature_set"):
         log.start()
     log.close()
-    with pytest.raises(prediction_log.PredictionLogError, match="older table layout"):
-        log_export.open_existing(f"sqlite:///{plog_db}")
+    with pytest.raises(PredictionLogError, match="older table layout"):
+        LogReader.open_existing(f"sqlite:///{plog_db}")
     with sqlite3.connect(plog_db) as connection:
         assert connection.execute("SELECT * FROM predictions").fetchall() == [
             ("old", 1.0, "1", '{"x":1}', "2")
@@ -577,9 +572,7 @@ def test_a_log_of_the_older_layout_is_refused_and_left_alone(plog_db: Path) -> N
     assert plog_db.read_bytes() == before
 
 
-def test_labels_can_be_selected_by_when_they_arrived(
-    plog_log: PredictionLog, plog_db: Path
-) -> None:
+def test_labels_can_be_selected_by_when_they_arrived(plog_log: RecordingLog, plog_db: Path) -> None:
     ids = [f"q{i}" for i in range(3)]
     assert plog_log.record("1", ids, np.zeros((3, 1)), ["x"], np.array([1.0, 2.0, 3.0]), T0)
     plog_log.record_feedback([(ids[0], 1.5)], received_at=T0 + 10)
@@ -607,7 +600,7 @@ def test_a_writer_starved_by_a_busy_core_is_raised_and_catches_up(plog_db: Path)
          "while True: pass", str(cpu)]
     )  # fmt: skip
     os.sched_setaffinity(0, {cpu})  # the writer process inherits it
-    log = PredictionLog(f"sqlite:///{plog_db}", flush_interval_s=0.05)
+    log = RecordingLog(f"sqlite:///{plog_db}", flush_interval_s=0.05)
     try:
         log.start()
         os.sched_setaffinity(0, saved)
@@ -615,9 +608,7 @@ def test_a_writer_starved_by_a_busy_core_is_raised_and_catches_up(plog_db: Path)
         features = np.random.default_rng(3).normal(size=(rows, 11))
         ids = [f"s{i:06d}" for i in range(rows)]
         assert log.record("1", ids, features, [f"x{i}" for i in range(11)], features[:, 0], T0)
-        deadline = time.monotonic() + 30
-        while log.written_rows < rows and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: log.written_rows >= rows, timeout=30, interval=0.1)
         assert log.written_rows == rows and log.dropped_rows == 0
     finally:
         os.sched_setaffinity(0, saved)
@@ -629,7 +620,7 @@ def test_a_writer_starved_by_a_busy_core_is_raised_and_catches_up(plog_db: Path)
 def test_export_cli_hands_only_valid_rows_to_ingest(
     tmp_path: Path,
     plog_db: Path,
-    plog_log: PredictionLog,
+    plog_log: RecordingLog,
     diabetes_frame: pd.DataFrame,
     diabetes_schema: DatasetSchema,
 ) -> None:
@@ -649,7 +640,7 @@ def test_export_cli_hands_only_valid_rows_to_ingest(
     assert pd.read_csv(quarantine / "export.rejected.csv")["prediction_id"].tolist() == [ids[2]]
 
 
-def test_export_writes_a_category_as_its_text(plog_log: PredictionLog, tmp_path: Path) -> None:
+def test_export_writes_a_category_as_its_text(plog_log: RecordingLog, tmp_path: Path) -> None:
     """The log holds a category's code (the model's input); the exported row holds its text, and
     a code outside the list is quarantined, not guessed."""
     schema = DatasetSchema.model_validate(

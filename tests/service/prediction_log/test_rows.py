@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from service.log_writer import json_rows, json_values
+from service.prediction_log.inserts import json_rows, json_values
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 

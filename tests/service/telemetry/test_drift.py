@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.drift import RecentWindow
+from service.telemetry.drift import RecentWindow
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
-from service import metrics
-from service.call_buffer import CallBuffer, Columns
-from service.metrics import HotPathSamples
+from service.telemetry import metrics
+from service.prediction_log.buffer import CallBuffer, Columns
+from service.telemetry.folding import HotPathSamples
+from tests.helpers.paths import REPO
 
 Values = dict[tuple[str, str], float]
 
@@ -101,7 +106,7 @@ def test_flush_and_fold_give_what_single_observes_give() -> None:
     assert after["model"] == one_observe_each(metrics.LATENCY_BUCKETS, mine)
     assert after["other"] == one_observe_each(metrics.LATENCY_BUCKETS, [0.0001])
     assert after["batch"] == one_observe_each(metrics.BATCH_BUCKETS, [1, 3, 1, 1])
-    buckets = metrics.predicted_value._upper_bounds[:-1]
+    buckets = metrics._predicted_value_edges
     assert after["values"] == one_observe_each(buckets, [5.25, 1.0, 7.5, 5.25, 2.0])
 
 
@@ -128,3 +133,42 @@ def test_a_take_takes_each_http_sample_once() -> None:
     samples.http(301, 0.001)
     samples.fold_http(samples.take_http())
     assert read(REGISTRY, "mloop_http_requests", **route) == {("_total", ""): 2}
+
+
+MULTIPROCESS_CHECK = """
+import sys
+import numpy as np
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+from service.telemetry.folding import observe_many
+
+values = [0.1, 0.5, 0.5, 2.0, 7.0, 100.0]
+bulk = Histogram("bulk", "bulk", buckets=[0.5, 1.0, 5.0])
+single = Histogram("single", "single", buckets=[0.5, 1.0, 5.0])
+observe_many(bulk, np.asarray(values))
+for value in values:
+    single.observe(value)
+registry = CollectorRegistry()
+MultiProcessCollector(registry)
+samples = {(s.name, s.labels.get("le", "")): s.value for f in registry.collect() for s in f.samples}
+got = {(n[len("bulk"):], le): v for (n, le), v in samples.items() if n.startswith("bulk")}
+want = {(n[len("single"):], le): v for (n, le), v in samples.items() if n.startswith("single")}
+print(got == want and len(got) > 0)
+"""
+
+
+def test_observe_many_relies_on_internals_that_still_exist(tmp_path: Path) -> None:
+    # observe_many writes through a histogram child's private value holders (_upper_bounds,
+    # _buckets, _sum): pyproject pins prometheus-client's range; this fails if they change, in
+    # single-process mode and in multiprocess mode (mmapped files, the service's --workers).
+    child = Histogram("internals", "internals", buckets=[1.0, 2.0], registry=CollectorRegistry())
+    assert list(child._upper_bounds) == [1.0, 2.0, float("inf")]
+    assert len(child._buckets) == 3 and all(hasattr(b, "inc") for b in child._buckets)
+    assert hasattr(child._sum, "inc") and hasattr(child._sum, "get")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "src")])
+    done = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_CHECK], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

@@ -16,16 +16,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.asgi import INLINE_BODY_BYTES
-from tests.service.service_fixtures import (
-    FEEDBACK_AUTH,
-    Server,
-    diabetes_rows,
-    make_bundle,
-    start_server,
-    stop_server,
-    valid_record,
-)
+from service.api.asgi import INLINE_BODY_BYTES
+from tests.helpers.bundles import diabetes_rows, make_bundle, valid_record
+from tests.helpers.net import wait_until
+from tests.helpers.servers import FEEDBACK_AUTH, Server, start_server, stop_server
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -164,11 +158,11 @@ def test_multiprocess_workers_are_aggregated(tmp_path: Path) -> None:
                     assert one_shot.post("/predict", json=valid_record()).status_code == 200
             # Each worker folds its samples into its file on its housekeeping tick (every second),
             # so the other worker's requests reach a scrape within about a second.
-            wait_for(
+            assert wait_until(
                 lambda: value(client.get("/metrics").text, "mloop_predictions_total",
                               model_version="5") == 40,
-                "both workers' predictions in /metrics", timeout=10,
-            )  # fmt: skip
+                timeout=10, interval=0.2,
+            ), "timed out waiting for both workers' predictions in /metrics"  # fmt: skip
             scrapes = [client.get("/metrics").text for _ in range(6)]
         for text in scrapes:  # whichever worker answers, it reports every worker's counts
             assert value(text, "mloop_predictions_total", model_version="5") == 40
@@ -195,11 +189,8 @@ def files_of(multiproc: Path, pid: int) -> list[str]:
     return [p.name for p in multiproc.glob(f"gauge_live*_{pid}.db")]
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+def wait_for(condition: Callable[[], object], what: str) -> None:
+    assert wait_until(condition, timeout=30, interval=0.2), f"timed out waiting for {what}"
 
 
 def test_gauges_follow_live_workers_through_a_crash_and_a_reload(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from service.call_buffer import CallBuffer
-from service.prediction_ids import request_id
-from service.loop_owner import LoopOwner
+from service.prediction_log.buffer import CallBuffer
+from service.prediction_log.ids import request_id
+from service.runtime.loop_owner import LoopOwner
 
 
 class LoopThread:

@@ -2,7 +2,7 @@
 
 ``predict`` is the hot path (bytes in, bytes out): decode and validate, one model call, leave the
 rows in the call buffer (for the metrics, the drift window and the log), encode. No pandas, no
-I/O, no lock: the buffers it writes belong to the event loop's thread (``service.loop_owner``).
+I/O, no lock: the buffers it writes belong to the event loop's thread (``service.runtime.loop_owner``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -23,43 +22,35 @@ import numpy.typing as npt
 import orjson
 
 from mloop.bundle import Bundle
-from mloop.metrics import classification_metrics, regression_metrics
 from mloop.models.store import predict_with_proba
-from service import metrics
-from service.call_buffer import CallBuffer, Columns
-from service.codec import RecordCodec, RequestError
-from service.drift import RecentWindow
-from service.label_codec import Label, LabelCodec
-from service.loop_owner import LoopOwner
-from service.model_store import LoadedModel, ModelStore
-from service.prediction_ids import Tags
+from service.telemetry import metrics
+from service.prediction_log.buffer import CallBuffer
+from service.codecs.records import RecordCodec, RequestError
+from service.telemetry.drift import RecentWindow
+from service.telemetry.folding import HotPathSamples
+from service.codecs.labels import LabelCodec
+from service.runtime.feedback import Feedback
+from service.runtime.housekeeping import Housekeeper
+from service.runtime.loop_owner import LoopOwner
+from service.model_store.store import LoadedModel, ModelStore
+from service.prediction_log.ids import Tags
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from service.prediction_log import FeedbackResult, PredictionLog
+    from service.prediction_log.reader import LogReader
+    from service.prediction_log.shipper import LogShipper
 
 log = logging.getLogger("mloop.service")
 GIL_SWITCH_INTERVAL_S = 0.0005
-# How long a thread waits for the event loop to hand over the buffers. Under load the loop gets
-# to it within milliseconds; past this (a stalled or stopping loop) the rows stay for next time.
-HANDOVER_TIMEOUT_S = 1.0
 NO_MODEL = orjson.dumps(
     {"detail": [{"loc": [], "msg": "no model loaded yet", "type": "not_ready"}]}
-)
-NO_LOG = orjson.dumps(
-    {
-        "detail": [
-            {
-                "loc": [],
-                "msg": "the prediction log is disabled (MLOOP_PREDICTION_LOG_ENABLED)",
-                "type": "unavailable",
-            }
-        ]
-    }
 )
 
 
 class Runtime:
+    """One worker's serving state: the model store, the hot path, the log, and the parts that run
+    beside requests (:class:`Housekeeper`, :class:`Feedback`)."""
+
     def __init__(self, settings: Settings) -> None:
         from threadpoolctl import threadpool_limits
 
@@ -75,9 +66,10 @@ class Runtime:
             on_failure=self._failed,
         )
         self.window: RecentWindow | None = None
-        self.prediction_log: PredictionLog | None = None
-        self.samples = metrics.HotPathSamples() if settings.metrics_enabled else None
-        # Prediction ids (service.prediction_ids): 64 random bits per process, a counter, and 64
+        self.prediction_log: LogShipper | None = None  # the write path
+        self.log_reader: LogReader | None = None  # feedback and labelled rows
+        self.samples = HotPathSamples() if settings.metrics_enabled else None
+        # Prediction ids (service.prediction_log.ids): 64 random bits per process, a counter, and 64
         # random bits per request from a pool drawn in blocks (a syscall per request would cost
         # ~1 us). Unique across workers and restarts, sorted by the counter, and unguessable.
         self._id_prefix = os.urandom(8).hex() + "-"
@@ -95,11 +87,8 @@ class Runtime:
         )
         # The thread that writes the call buffer and the HTTP timings, and alone takes them.
         self.owner = LoopOwner()
-        self._drain_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._housekeeper: threading.Thread | None = None
-        self._log_synced = (0, 0, 0)
-        self._quality_lock = threading.Lock()
+        self.housekeeper = Housekeeper(self)
+        self.feedback = Feedback(self)
 
     # ------------------------------------------------------------------ model lifecycle
     def _codec_for(self, bundle: Bundle) -> RecordCodec:
@@ -198,71 +187,6 @@ class Runtime:
             if count:
                 metrics.feature_out_of_range.labels(name).inc(count)
 
-    # ------------------------------------------------------------------ feedback and quality
-    def feedback_body(self, body: bytes) -> tuple[int, bytes]:
-        """Answer one ``/feedback`` body (in a worker thread): decode, check, store, count."""
-        model = self.store.current
-        if model is None:
-            return 503, NO_MODEL
-        if self.prediction_log is None:
-            return 503, NO_LOG
-        try:
-            items = model.labels.decode(body)
-        except RequestError as exc:
-            return exc.status, orjson.dumps({"detail": exc.detail})
-        result = self.feedback(items)
-        return 200, orjson.dumps(
-            {
-                "accepted": len(result.accepted),
-                "unchanged": len(result.unchanged),
-                "unknown_ids": result.unknown,
-                "conflicting_ids": result.conflicts,
-            }
-        )
-
-    def feedback(self, items: list[tuple[str, Label]]) -> FeedbackResult:
-        """Store checked labels (see ``PredictionLog.record_feedback`` for the policy)."""
-        if self.prediction_log is None:
-            raise RuntimeError("the prediction log is disabled (MLOOP_PREDICTION_LOG_ENABLED)")
-        self.drain()  # a label may follow its prediction within the second: log it first
-        result = self.prediction_log.record_feedback(items, time.time())
-        for outcome, ids in (
-            ("accepted", result.accepted),
-            ("unchanged", result.unchanged),
-            ("unknown_id", result.unknown),
-            ("conflict", result.conflicts),
-        ):
-            metrics.feedback_rows.labels(outcome).inc(len(ids))
-        try:
-            self.update_quality()
-        except (
-            Exception
-        ):  # noqa: BLE001 - the labels are stored: the gauges may lag, not the answer
-            log.exception("live quality update failed")
-        return result
-
-    def update_quality(self) -> None:
-        """Live error of the labels received in the quality window, per model version."""
-        model = self.store.current
-        if self.prediction_log is None or model is None:
-            return
-        with self._quality_lock:
-            since = time.time() - self.settings.quality_window_s
-            rows = self.prediction_log.labelled_rows(received_since=since)
-            for version, group in rows.groupby("model_version"):
-                actual = group["actual"].to_numpy(dtype=float)
-                predicted = group["prediction"].to_numpy(dtype=float)
-                if model.bundle.meta["task"] == "regression":
-                    values = regression_metrics(actual, predicted)
-                    wanted = ("rmse", "mae")
-                else:
-                    # the served model's classes decide binary or macro-averaged multiclass
-                    values = classification_metrics(actual, predicted, None, model.bundle.classes)
-                    wanted = ("accuracy", "f1")
-                for name in wanted:
-                    metrics.live_error.labels(str(version), name).set(values[name])
-                metrics.live_labelled_rows.labels(str(version)).set(len(group))
-
     def log_status(self) -> str:
         """The prediction log for /ready: ok, down (its writer died; restarting) or disabled."""
         if not self.settings.prediction_log_enabled:
@@ -279,101 +203,35 @@ class Runtime:
         # the 2 ms p99 budget of an unloaded request.
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         if self.settings.prediction_log_enabled:
-            from service.prediction_log import PredictionLog
+            from service.prediction_log.reader import LogReader
+            from service.prediction_log.shipper import LogShipper
 
-            self.prediction_log = PredictionLog(
+            self.prediction_log = LogShipper(
                 self.settings.prediction_log_url,
                 queue_size=self.settings.prediction_log_queue_rows,
                 flush_interval_s=self.settings.prediction_log_flush_interval_s,
             )
             self.prediction_log.start()
+            self.log_reader = LogReader(
+                self.settings.prediction_log_url, self.prediction_log.engine
+            )
         if self.store.current is None:
             self.store.reload()
         self.store.start_watching(self.settings.watch_interval_s)
-        self._housekeeper = threading.Thread(
-            target=self._housekeeping, name="housekeeping", daemon=True
-        )
-        self._housekeeper.start()
+        self.housekeeper.start()
         # A full collection walks every tracked object; with the model runtimes imported that is
         # ~150 ms of stalled event loop, measured under load. What exists after start-up lives as
         # long as the process, so it is moved out of the collector's sight.
         gc.collect()
         gc.freeze()
 
-    def _housekeeping(self) -> None:
-        ticks = 0
-        while not self._stop.wait(self.settings.housekeeping_interval_s):
-            ticks += 1
-            try:
-                self.housekeeping_tick(refresh_quality=ticks % 30 == 0)
-            except Exception:  # noqa: BLE001 - the gauges may lag, the service must not stop
-                log.exception("housekeeping failed")
-
-    def _take(self) -> tuple[list[Columns], metrics.HttpTimings]:
-        """What the requests left since the last take; on the event loop's thread, which owns it."""
-        assert self.calls is not None
-        segments = self.calls.take()
-        http = self.samples.take_http() if self.samples is not None else {}
-        return segments, http
-
-    def drain(self) -> None:
-        """Hand what the requests left to the metrics, the drift window and the prediction log.
-
-        Before every exposition, every second, and before feedback is logged (a label may follow
-        its prediction within the second). Serialised: a feedback request must not overtake a
-        drain in progress whose rows it may be about to label.
-        """
-        if self.calls is None:  # metrics and log off: nothing is recorded
-            return
-        with self._drain_lock:
-            nothing: tuple[list[Columns], metrics.HttpTimings] = ([], {})  # if the loop stalls
-            segments, http = self.owner.run(self._take, HANDOVER_TIMEOUT_S, nothing)
-            model = self.store.current
-            for segment in segments:
-                if self.samples is not None and model is not None:
-                    self.samples.fold(segment, model.bundle.meta["task"])
-                if self.window is not None:
-                    # A copy: a view would keep the whole segment alive for as long as the window.
-                    first = max(0, segment.rows - self.settings.drift_window)
-                    self.window.add(segment.features[first : segment.rows].copy())
-                if self.prediction_log is not None:
-                    self.prediction_log.enqueue(segment)
-            if self.samples is not None:
-                self.samples.fold_http(http)
-
-    def housekeeping_tick(self, refresh_quality: bool = False) -> None:
-        self.drain()
-        for pid in metrics.forget_dead_workers():
-            log.warning("worker %d is gone: its gauges are dropped from /metrics", pid)
-        model = self.store.current
-        if model is not None and self.window is not None:
-            scores = self.window.drift(model.bundle.reference["features"], model.bundle.features)
-            for name, value in scores.items():
-                metrics.feature_drift.labels(name).set(value)
-            metrics.drift_window_rows.set(len(self.window))
-        plog = self.prediction_log
-        if plog is not None:
-            # The call buffer only drops if this thread stalls; those rows never reach the log.
-            buffered_drops = self.calls.dropped_rows if self.calls is not None else 0
-            written, dropped = plog.written_rows, plog.dropped_rows + buffered_drops
-            restarts = plog.writer_restarts
-            metrics.log_written.inc(written - self._log_synced[0])
-            metrics.log_dropped.inc(dropped - self._log_synced[1])
-            metrics.log_writer_restarts.inc(restarts - self._log_synced[2])
-            metrics.log_writer_up.set(1 if plog.running else 0)
-            self._log_synced = (written, dropped, restarts)
-            buffered = self.calls.rows if self.calls is not None else 0
-            metrics.log_queue_depth.set(plog.queue_depth() + buffered)
-            if refresh_quality:
-                self.update_quality()
-
     def stop(self) -> None:
         """Stop the background work; on the event loop's thread, after the last request."""
-        self._stop.set()
         self.store.stop()
-        if self._housekeeper is not None:
-            self._housekeeper.join(timeout=5)
-        self.drain()  # the last calls reach the log before it closes
+        self.housekeeper.stop()
+        self.housekeeper.drain()  # the last calls reach the log before it closes
         if self.prediction_log is not None:
             self.prediction_log.close()
-        self.housekeeping_tick()  # the last samples and log counters reach the metrics
+        if self.log_reader is not None:
+            self.log_reader.close()
+        self.housekeeper.tick()  # the last samples and log counters reach the metrics
