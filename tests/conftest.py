@@ -1,17 +1,15 @@
-"""Fixtures shared by every test folder: the bundled diabetes data and its schema."""
+"""Fixtures shared by every test folder: the bundled diabetes data and its schema.
+
+Helpers (paths, bundles, ports, servers) are in ``tests/helpers``."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
 
 from mloop.config import DatasetSchema, load_schema
-
-REPO = Path(__file__).resolve().parents[1]
-DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
+from tests.helpers.paths import DIABETES_SCHEMA
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import DIABETES_SCHEMA, PARAMS, REPO
+
 CHECK = Path(sys.executable).parent / "check-jsonschema"
 
 
@@ -60,11 +61,9 @@ def ci(
 
 
 def test_promoted_reads_the_gates_verdict(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(PARAMS.read_text())
     (tmp_path / "datasets").mkdir()
-    (tmp_path / "datasets" / "diabetes.yaml").write_text(
-        (REPO / "datasets" / "diabetes.yaml").read_text()
-    )
+    (tmp_path / "datasets" / "diabetes.yaml").write_text(DIABETES_SCHEMA.read_text())
     report = tmp_path / "reports" / "promotion.json"
     report.parent.mkdir()
     for verdict, code in [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,9 +11,6 @@ from sklearn.pipeline import Pipeline
 
 from mloop.config import DatasetSchema
 from mloop.models.sklearn_models import build_sklearn
-
-REPO = Path(__file__).resolve().parents[2]
-DIABETES_SCHEMA = REPO / "datasets" / "diabetes.yaml"
 
 
 @pytest.fixture(scope="session")

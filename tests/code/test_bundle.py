@@ -17,9 +17,7 @@ from mloop.config import DatasetSchema
 from mloop.fileio import write_json
 from mloop.models.store import NATIVE_FILES, save_native
 from mloop.reference import compute_reference
-
-REPO = Path(__file__).resolve().parents[2]
-SCHEMA_FILE = REPO / "datasets" / "diabetes.yaml"
+from tests.helpers.paths import DIABETES_SCHEMA
 
 
 def bundle_meta(features: list[str], version: str = "1") -> dict[str, Any]:
@@ -73,7 +71,7 @@ def test_write_then_load_round_trip(
     diabetes_xy: tuple[np.ndarray, np.ndarray],
 ):
     meta = bundle_meta(diabetes_schema.features)
-    written = write_bundle(champion, model_dir, SCHEMA_FILE, reference_file, meta)
+    written = write_bundle(champion, model_dir, DIABETES_SCHEMA, reference_file, meta)
     loaded = load_bundle(champion)
 
     for bundle in (written, loaded):
@@ -105,7 +103,7 @@ def test_a_changed_model_file_in_a_bundle_is_refused(
     champion: Path, model_dir: Path, reference_file: Path, diabetes_schema: DatasetSchema
 ):
     write_bundle(
-        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+        champion, model_dir, DIABETES_SCHEMA, reference_file, bundle_meta(diabetes_schema.features)
     )
     (champion / "model" / NATIVE_FILES["sklearn"]).write_bytes(b"\x80\x04not a pickle at all")
     with pytest.raises(BundleError, match="model.joblib does not match its recorded sha256"):
@@ -116,7 +114,7 @@ def test_bundle_whose_model_file_is_missing_is_refused(
     champion: Path, model_dir: Path, reference_file: Path, diabetes_schema: DatasetSchema
 ):
     write_bundle(
-        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+        champion, model_dir, DIABETES_SCHEMA, reference_file, bundle_meta(diabetes_schema.features)
     )
     (champion / "model" / NATIVE_FILES["sklearn"]).unlink()
     with pytest.raises(BundleError, match="model/model.joblib is missing"):
@@ -128,7 +126,7 @@ def test_a_file_added_after_promotion_is_refused(
 ):
     """An ONNX file copied in would be served in place of the promoted model: refused."""
     write_bundle(
-        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+        champion, model_dir, DIABETES_SCHEMA, reference_file, bundle_meta(diabetes_schema.features)
     )
     (champion / "model" / "model.onnx").write_bytes(b"from another candidate")
     with pytest.raises(BundleError, match="model/model.onnx was not in the bundle"):
@@ -155,7 +153,7 @@ def test_json_of_the_wrong_shape_is_refused(
     reason: str,
 ):
     write_bundle(
-        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+        champion, model_dir, DIABETES_SCHEMA, reference_file, bundle_meta(diabetes_schema.features)
     )
     (champion / file).write_text(content, encoding="utf-8")
     with pytest.raises(BundleError, match=reason):
@@ -166,7 +164,7 @@ def test_fields_of_the_wrong_type_are_refused(
     champion: Path, model_dir: Path, reference_file: Path, diabetes_schema: DatasetSchema
 ):
     write_bundle(
-        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+        champion, model_dir, DIABETES_SCHEMA, reference_file, bundle_meta(diabetes_schema.features)
     )
     meta = json.loads((champion / "bundle.json").read_text(encoding="utf-8"))
     meta.update(features="age", files=None)
@@ -183,7 +181,7 @@ def test_corrupted_model_is_never_published_and_the_old_bundle_stays(
     diabetes_schema: DatasetSchema,
 ):
     write_bundle(
-        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+        champion, model_dir, DIABETES_SCHEMA, reference_file, bundle_meta(diabetes_schema.features)
     )
     broken = tmp_path / "candidates" / "broken"
     save_native(
@@ -195,7 +193,7 @@ def test_corrupted_model_is_never_published_and_the_old_bundle_stays(
         write_bundle(
             champion,
             broken,
-            SCHEMA_FILE,
+            DIABETES_SCHEMA,
             reference_file,
             bundle_meta(diabetes_schema.features, "2"),
         )
@@ -216,7 +214,11 @@ def test_model_trained_on_other_features_is_refused(
     save_native(elasticnet, directory, "regression", reordered)
     with pytest.raises(BundleError, match="feature order differs"):
         write_bundle(
-            champion, directory, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+            champion,
+            directory,
+            DIABETES_SCHEMA,
+            reference_file,
+            bundle_meta(diabetes_schema.features),
         )
     assert not champion.exists()
     assert leftovers(champion) == []
@@ -227,7 +229,7 @@ def test_bundle_meta_with_other_features_is_refused(
 ):
     meta = bundle_meta(diabetes_schema.features[:-1])
     with pytest.raises(BundleError, match="feature order differs"):
-        write_bundle(champion, model_dir, SCHEMA_FILE, reference_file, meta)
+        write_bundle(champion, model_dir, DIABETES_SCHEMA, reference_file, meta)
     assert not champion.exists()
 
 
@@ -245,7 +247,7 @@ def test_reference_lacking_a_feature_is_refused(
     write_json(partial, compute_reference(diabetes_frame, without_s6, 10))
     with pytest.raises(BundleError, match="reference statistics lack s6"):
         write_bundle(
-            champion, model_dir, SCHEMA_FILE, partial, bundle_meta(diabetes_schema.features)
+            champion, model_dir, DIABETES_SCHEMA, partial, bundle_meta(diabetes_schema.features)
         )
 
 
@@ -253,7 +255,7 @@ def test_bundle_json_lacking_required_fields_is_refused(
     champion: Path, model_dir: Path, reference_file: Path, diabetes_schema: DatasetSchema
 ):
     write_bundle(
-        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+        champion, model_dir, DIABETES_SCHEMA, reference_file, bundle_meta(diabetes_schema.features)
     )
     meta = json.loads((champion / "bundle.json").read_text(encoding="utf-8"))
     del meta["git_commit"], meta["data_md5"]
@@ -266,7 +268,7 @@ def test_bundle_of_another_format_version_is_refused(
     champion: Path, model_dir: Path, reference_file: Path, diabetes_schema: DatasetSchema
 ):
     write_bundle(
-        champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(diabetes_schema.features)
+        champion, model_dir, DIABETES_SCHEMA, reference_file, bundle_meta(diabetes_schema.features)
     )
     meta = json.loads((champion / "bundle.json").read_text(encoding="utf-8"))
     (champion / "bundle.json").write_text(
@@ -290,14 +292,16 @@ def test_second_bundle_replaces_the_first_and_leaves_no_staging_dirs(
     diabetes_xy: tuple[np.ndarray, np.ndarray],
 ):
     features = diabetes_schema.features
-    first = write_bundle(champion, model_dir, SCHEMA_FILE, reference_file, bundle_meta(features))
+    first = write_bundle(
+        champion, model_dir, DIABETES_SCHEMA, reference_file, bundle_meta(features)
+    )
     X, y = diabetes_xy
     assert np.ptp(first.predictor.predict(X)) > 0
 
     mean_model = tmp_path / "candidates" / "baseline"
     save_native(DummyRegressor(strategy="mean").fit(X, y), mean_model, "regression", features)
     second = write_bundle(
-        champion, mean_model, SCHEMA_FILE, reference_file, bundle_meta(features, "2")
+        champion, mean_model, DIABETES_SCHEMA, reference_file, bundle_meta(features, "2")
     )
 
     assert second.version == "2"

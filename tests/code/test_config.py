@@ -17,23 +17,19 @@ from mloop.config import (
     load_schema,
     metric_is_lower_better,
 )
+from tests.helpers.paths import DIABETES_SCHEMA, PARAMS, SHIPPED_SCHEMAS, read_params
 
-REPO = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32
 
 
 @pytest.fixture(scope="module")
 def repo_params() -> dict[str, Any]:
-    raw: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    raw["dataset"] = str(REPO / "datasets" / "diabetes.yaml")
-    return raw
+    return read_params()
 
 
 @pytest.fixture(scope="module")
 def diabetes_schema_raw() -> dict[str, Any]:
-    raw: dict[str, Any] = yaml.safe_load(
-        (REPO / "datasets" / "diabetes.yaml").read_text(encoding="utf-8")
-    )
+    raw: dict[str, Any] = yaml.safe_load(DIABETES_SCHEMA.read_text(encoding="utf-8"))
     return raw
 
 
@@ -43,7 +39,7 @@ def write_yaml(path: Path, payload: Any) -> Path:
 
 
 def test_repo_params_load_with_the_diabetes_schema():
-    config = load_config(REPO / "params.yaml")
+    config = load_config(PARAMS)
     assert config.schema.name == "diabetes"
     assert config.schema.task == "regression"
     assert config.schema.target == "target"
@@ -52,7 +48,7 @@ def test_repo_params_load_with_the_diabetes_schema():
     assert config.registered_model_name == "mloop-diabetes"
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "datasets").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SHIPPED_SCHEMAS, ids=lambda p: p.stem)
 def test_every_shipped_dataset_schema_is_valid(path: Path):
     schema = load_schema(path)
     assert schema.target not in schema.features

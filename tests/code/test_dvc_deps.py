@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
+
 SRC = REPO / "src"
 PACKAGE = "mloop"
 

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
+
+LINT_IMPORTS = ["-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"]
 
 
 @pytest.mark.parametrize(
     "command",
-    [["black", "--check", "--quiet", "."], ["flake8"], ["mypy"]],
-    ids=["black", "flake8", "mypy"],
+    [["-m", "black", "--check", "--quiet", "."], ["-m", "flake8"], ["-m", "mypy"], LINT_IMPORTS],
+    ids=["black", "flake8", "mypy", "import-linter"],
 )
 def test_lint_stage_passes(command: list[str]) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     result = subprocess.run(
-        [sys.executable, "-m", *command], cwd=REPO, capture_output=True, text=True, timeout=600
+        [sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=600, env=env
     )
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"

@@ -12,7 +12,8 @@ import pytest
 from ipykernel.kernelspec import install as install_kernelspec
 from nbclient import NotebookClient
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
+
 NOTEBOOK = REPO / "notebooks" / "exploration.ipynb"
 KERNEL = "python3"
 # e.g. "max feature PSI (test vs train reference): 0.1760 (bmi)"

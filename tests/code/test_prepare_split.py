@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,8 +10,7 @@ from sklearn.datasets import load_breast_cancer
 
 from mloop.config import DatasetSchema, SplitParams, load_schema
 from mloop.prepare import split_indices
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import BREAST_CANCER_SCHEMA
 
 
 def params(strategy: str, seed: int = 42, test_size: float = 0.25) -> SplitParams:
@@ -97,7 +95,7 @@ def test_without_duplicates_both_strategies_agree(
 
 
 def test_classification_split_is_stratified():
-    schema = load_schema(REPO / "datasets" / "breast_cancer.yaml")
+    schema = load_schema(BREAST_CANCER_SCHEMA)
     frame = load_breast_cancer(as_frame=True).frame
     train, test = split_indices(frame, schema, params("random", test_size=0.3))
     overall = frame["target"].mean()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,8 @@ import httpx
 import pytest
 
 from mloop.report.results import mlflow_run_links
-from stack.processes import Process, _wait_http, free_port
+from tests.helpers.net import free_port
+from tests.helpers.servers import start_process, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +20,14 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("mlflow")
     port, log = free_port(), tmp / "mlflow.log"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    process = subprocess.Popen(
+    server = start_process(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
          "--artifacts-destination", str(tmp / "artifacts")],
-        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
+        port, log, "/health", env=env, what="mlflow server",
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    _wait_http(url, process, log, "mlflow server", "/health")
-    server = Process(url, process, log)
-    yield url
-    server.stop()
+    yield server.url
+    stop_server(server)
 
 
 def test_links_point_at_each_runs_page(mlflow_server: str) -> None:

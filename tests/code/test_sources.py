@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import socket
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,9 @@ import pytest
 from mloop import sources
 from mloop.config import DatasetSchema, SourceConfig
 from mloop.errors import SourceError
+from tests.helpers.net import free_port
+from tests.helpers.paths import DIABETES_SCHEMA, PARAMS
+from tests.helpers.servers import http_server_thread
 
 CSV = b"a;b;target\n1;2;3\n4;5;6\n"
 CSV_SHA = hashlib.sha256(CSV).hexdigest()
@@ -52,23 +53,8 @@ def http_root(tmp_path: Path, no_proxy: None) -> Iterator[tuple[Path, str]]:
     """A directory served over HTTP on 127.0.0.1, and its base URL."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(QuietHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port  # closed again: nothing listens there
+    with http_server_thread(functools.partial(QuietHandler, directory=str(root))) as url:
+        yield root, url
 
 
 # ------------------------------------------------------------------------------------- bundled
@@ -217,13 +203,12 @@ def test_ingest_fails_with_one_line_naming_the_file(
 
     import yaml
 
-    repo = Path(__file__).resolve().parents[2]
     source = tmp_path / "source.csv"
     source.write_bytes(content)
-    schema = yaml.safe_load((repo / "datasets/diabetes.yaml").read_text())
+    schema = yaml.safe_load(DIABETES_SCHEMA.read_text())
     schema["source"] = {"kind": "path", "path": str(source)}
     (tmp_path / "schema.yaml").write_text(yaml.safe_dump(schema))
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params = yaml.safe_load(PARAMS.read_text())
     params["dataset"] = "schema.yaml"
     params["paths"] = {key: str(tmp_path / value) for key, value in params["paths"].items()}
     params["ingest"]["extra_rows"] = str(tmp_path / "none")

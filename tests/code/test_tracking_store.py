@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import read_params
 
 # Runs in the checkout (cwd), as a stage would: configure, then log, register and read back.
 SCRIPT = """
@@ -43,9 +43,7 @@ else:
 
 def checkout(root: Path) -> Path:
     root.mkdir(parents=True)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["dataset"] = str(REPO / "datasets" / "diabetes.yaml")
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "params.yaml").write_text(yaml.safe_dump(read_params()))
     (root / "script.py").write_text(SCRIPT)
     return root
 

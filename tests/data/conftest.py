@@ -7,31 +7,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from sklearn.datasets import load_diabetes
 
 from mloop.config import Config, load_config
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def diabetes_full() -> pd.DataFrame:
-    """scikit-learn's bundled diabetes data, exactly what the default source ingests."""
-    frame: pd.DataFrame = load_diabetes(as_frame=True).frame
-    return frame
+from tests.helpers.paths import read_params
 
 
 @pytest.fixture
-def diabetes_rows(diabetes_full: pd.DataFrame) -> pd.DataFrame:
+def diabetes_rows(diabetes_frame: pd.DataFrame) -> pd.DataFrame:
     """A small valid frame (a fresh copy per test, so tests may corrupt it freely)."""
-    return diabetes_full.head(40).copy()
+    return diabetes_frame.head(40).copy()
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     """The repo's params.yaml, with the diabetes schema and every stage path under tmp_path."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    raw["dataset"] = str(REPO / "datasets" / "diabetes.yaml")
+    raw = read_params()
     raw["paths"] = {key: str(tmp_path / value) for key, value in raw["paths"].items()}
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(raw), encoding="utf-8")

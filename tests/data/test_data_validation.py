@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mloop import validate
+from mloop import schema_checks, validate
 from mloop.config import Config
 from mloop.errors import DataValidationError
 
@@ -50,7 +50,7 @@ def run_failing(config: Config, content: pd.DataFrame | bytes) -> tuple[str, dic
     for violation in report["violations"]:
         assert set(violation) == {"column", "rule", "count", "examples"}
         assert violation["count"] >= 1
-        assert 1 <= len(violation["examples"]) <= validate.MAX_EXAMPLES
+        assert 1 <= len(violation["examples"]) <= schema_checks.MAX_EXAMPLES
     return str(excinfo.value), report
 
 
@@ -83,9 +83,9 @@ def test_valid_file_passes_and_is_reported_valid(config: Config, diabetes_rows: 
 
 
 def test_whole_bundled_dataset_satisfies_the_repo_schema(
-    config: Config, diabetes_full: pd.DataFrame
+    config: Config, diabetes_frame: pd.DataFrame
 ):
-    typed, violations = validate.check(diabetes_full, config.schema)
+    typed, violations = schema_checks.check(diabetes_frame, config.schema)
     assert violations == []
     assert len(typed) == 442
 
@@ -96,7 +96,7 @@ def test_check_returns_typed_schema_columns_in_schema_order(
     shuffled = diabetes_rows[list(reversed(diabetes_rows.columns))].copy()
     shuffled["patient_id"] = range(len(shuffled))  # extra columns are dropped, not fatal
     shuffled["age"] = shuffled["age"].astype(str)  # numeric text is coerced to float
-    typed, violations = validate.check(shuffled, config.schema)
+    typed, violations = schema_checks.check(shuffled, config.schema)
     assert violations == []
     assert list(typed.columns) == list(config.schema.columns)
     assert all(dtype == np.float64 for dtype in typed.dtypes)
@@ -221,7 +221,7 @@ def test_every_violation_is_collected_not_just_the_first(
     assert "2 kind(s)" in message
     bmi = violation(report, "bmi", "less_than_or_equal_to")
     assert bmi["count"] == 8
-    assert [ex["row"] for ex in bmi["examples"]] == list(range(10, 10 + validate.MAX_EXAMPLES))
+    assert [ex["row"] for ex in bmi["examples"]] == list(range(10, 10 + schema_checks.MAX_EXAMPLES))
     assert violation(report, "target", "not_nullable")["count"] == 1
     assert report["violation_count"] == 9
 
@@ -246,9 +246,11 @@ def test_read_typed_refuses_a_bad_parquet_file(
     path = tmp_path / "train.parquet"
     frame.to_parquet(path, index=False)
     with pytest.raises(DataValidationError, match=r"column 'sex': less_than_or_equal_to\(0\.5\)"):
-        validate.read_typed(path, config.schema)
+        schema_checks.read_typed(path, config.schema)
     diabetes_rows.to_parquet(path, index=False)
-    assert list(validate.read_typed(path, config.schema).columns) == list(config.schema.columns)
+    assert list(schema_checks.read_typed(path, config.schema).columns) == list(
+        config.schema.columns
+    )
 
 
 def test_columns_the_schema_does_not_list_are_reported_and_dropped(
@@ -263,7 +265,7 @@ def test_columns_the_schema_does_not_list_are_reported_and_dropped(
     assert report["extra_columns_policy"] == "drop"
     warning = capsys.readouterr().err
     assert "2 column(s) the schema does not list are dropped: patient_id, note" in warning
-    typed, _ = validate.check(frame, config.schema)
+    typed, _ = schema_checks.check(frame, config.schema)
     assert list(typed.columns) == list(config.schema.columns)
 
 

@@ -13,9 +13,9 @@ import pytest
 from mloop import sources
 from mloop.config import load_schema
 from mloop.validate import check, format_violations
+from tests.helpers.paths import REPO, SHIPPED_SCHEMAS
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGURATIONS = sorted((REPO / "datasets").glob("*.yaml"))
+CONFIGURATIONS = SHIPPED_SCHEMAS
 
 
 @pytest.mark.parametrize("path", CONFIGURATIONS, ids=[p.stem for p in CONFIGURATIONS])

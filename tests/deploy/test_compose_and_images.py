@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
+
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile"))
 TRAINING_ONLY = ("mlflow", "dvc", "pandera", "evidently", "skl2onnx", "tensorflow", "keras")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
+
 # Pipeline outputs and local state that a fresh clone would not have.
 GENERATED = ["dvc.lock", "reports", "models", "data/raw", "data/prepared", "mlflow.db", "mlruns"]
 

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import dvc_repro
+from tests.helpers.paths import PARAMS
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
-CANDIDATES = list(yaml.safe_load((REPO / "params.yaml").read_text())["train"]["candidates"])
+CANDIDATES = list(yaml.safe_load(PARAMS.read_text())["train"]["candidates"])
 
 
 @pytest.fixture(scope="module")

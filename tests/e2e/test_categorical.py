@@ -14,6 +14,7 @@ from sklearn.datasets import load_diabetes
 
 from mloop.models.store import load_predictor, read_meta
 from tests.e2e.conftest import dvc, dvc_repro
+from tests.helpers.servers import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +51,6 @@ def use_clinic_schema(repo: Path) -> None:
 def test_a_category_feature_is_learnt_exported_and_served(
     make_repo: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    from tests.service.service_fixtures import start_server, stop_server
-
     repo = make_repo("categorical")
     clinic_csv(repo / "data/external/clinics.csv")
     use_clinic_schema(repo)

@@ -12,8 +12,8 @@ import pytest
 
 from stack.demo import run_demo
 from stack.launcher import Ports, Tuning, launch
-from stack.processes import free_port
 from tests.e2e.conftest import dvc_repro, pipeline_env
+from tests.helpers.net import free_port
 
 pytestmark = pytest.mark.slow
 

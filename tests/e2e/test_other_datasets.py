@@ -15,6 +15,8 @@ from sklearn.datasets import load_diabetes
 
 from mloop.bundle import load_bundle
 from tests.e2e.conftest import dvc_repro, run, set_params
+from tests.helpers.paths import WINE_RED_SCHEMA
+from tests.helpers.servers import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -63,9 +65,7 @@ def test_a_three_class_dataset_gets_macro_metrics_and_one_roc_curve_per_class(
 def wine_like_csv(path: Path, rows: int = 360, seed: int = 7) -> None:
     """A CSV in the UCI wine format (semicolon, quoted header) with plausible values and duplicates."""
     rng = np.random.default_rng(seed)
-    schema = yaml.safe_load(
-        (Path(__file__).resolve().parents[2] / "datasets/wine_red.yaml").read_text()
-    )
+    schema = yaml.safe_load(WINE_RED_SCHEMA.read_text())
     columns = {}
     for name, spec in schema["columns"].items():
         low, high = spec["min"], spec["max"]
@@ -146,8 +146,6 @@ def test_missing_values_are_learnt_served_and_counted(
     make_repo: Callable[[str], Path], tmp_path: Path
 ) -> None:
     """Nullable features: every candidate takes NaN, the reference counts it, the service takes null."""
-    from tests.service.service_fixtures import start_server, stop_server
-
     repo = make_repo("missing")
     frame = load_diabetes(as_frame=True).frame
     rng = np.random.default_rng(11)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
 from dashboards.__main__ import OUT, rendered
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "monitoring" / "grafana" / "provisioning"
 
 

@@ -22,20 +22,15 @@ from stack.processes import (
     PROMETHEUS_DIR,
     Process,
     alertmanager_config,
-    free_port,
     prometheus_config,
     start_alertmanager,
     start_prometheus,
     start_python,
 )
-from tests.service.service_fixtures import (
-    FEEDBACK_AUTH,
-    IRIS_SCHEMA,
-    Server,
-    make_bundle,
-    start_server,
-    stop_server,
-)
+from tests.helpers.bundles import make_bundle
+from tests.helpers.net import free_port
+from tests.helpers.paths import IRIS_SCHEMA
+from tests.helpers.servers import FEEDBACK_AUTH, Server, start_server, stop_server
 
 RETRAINER_TOKEN = "live-test-retrainer-token"
 DASHBOARD_QUERIES = [q for module in (service, model, retraining) for q in queries(module.ROWS)]

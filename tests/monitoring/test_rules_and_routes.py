@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO
+
 PROMETHEUS = REPO / "monitoring" / "prometheus"
 ALERTMANAGER_CONFIG = REPO / "monitoring" / "alertmanager" / "alertmanager.yml"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from retrainer.app import create_app
 from retrainer.backends import Outcome
 from retrainer.coordinator import Coordinator
 from retrainer.settings import Settings
-from stack.processes import free_port
+from tests.helpers.servers import uvicorn_thread
 
 TOKEN = "retrainer-test-token"
 
@@ -51,19 +50,8 @@ class Retrainer:
 
 def serve(settings: Settings, backend: SlowBackend) -> Iterator[Retrainer]:
     app = create_app(settings, backend)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "the retrainer did not start"
-    try:
-        yield Retrainer(f"http://127.0.0.1:{port}", backend, app.state.coordinator, server)
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with uvicorn_thread(app, "the retrainer") as (url, server):
+        yield Retrainer(url, backend, app.state.coordinator, server)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from retrainer.settings import Settings
-from stack.processes import alertmanager_config, free_port, start_alertmanager
+from stack.processes import alertmanager_config, start_alertmanager
+from tests.helpers.net import free_port, wait_until
 from tests.retrainer.conftest import TOKEN, Retrainer, SlowBackend, serve
 
 
@@ -52,22 +53,14 @@ def drift(feature: str) -> dict[str, Any]:
     return {"labels": labels, "annotations": {"summary": f"{feature} drifted"}}
 
 
-def wait_for(condition: Any, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_storm_of_drift_alerts_reaches_the_retrainer_as_one_retrain(
     alertmanager: str, retrainer: Retrainer
 ) -> None:
     for round_ in range(3):  # Prometheus re-sends firing alerts every evaluation
         post_alerts(alertmanager, *[drift(f"x{i}") for i in range(10)])
         time.sleep(0.3)
-    assert wait_for(lambda: retrainer.backend.calls), "no delivery to the retrainer"
+    delivered = wait_until(lambda: retrainer.backend.calls, timeout=20, interval=0.1)
+    assert delivered, "no delivery to the retrainer"
     time.sleep(5)  # a few group intervals: any extra delivery would have come
     assert retrainer.coordinator.wait_idle(10)
     assert len(retrainer.backend.calls) == 1
@@ -94,6 +87,8 @@ def test_no_retrain_is_asked_while_no_model_is_ready(
         state = {a["labels"]["alertname"]: a["status"] for a in alerts}
         return bool(state.get("FeatureDrift", {}).get("inhibitedBy"))
 
-    assert wait_for(inhibited), "the drift alert is not inhibited by NoModelReady"
+    assert wait_until(
+        inhibited, timeout=20, interval=0.1
+    ), "the drift alert is not inhibited by NoModelReady"
     time.sleep(4)
     assert retrainer.backend.calls == [] and len(retrainer.coordinator.decisions) == 0

@@ -4,9 +4,8 @@ API does (path, method, token, ref) and answers as GitLab does, errors included.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -14,7 +13,8 @@ import pytest
 
 from retrainer.backends.gitlab import GitLabBackend
 from retrainer.settings import Settings
-from stack.processes import free_port
+from tests.helpers.net import free_port
+from tests.helpers.servers import http_server_thread
 
 PROJECT = "data-team/wine-quality"  # a path works like a numeric id, URL-encoded
 TRIGGER_TOKEN = "glptt-0123456789abcdef"
@@ -65,11 +65,8 @@ class FakeGitLab(BaseHTTPRequestHandler):
 @pytest.fixture
 def gitlab() -> Iterator[str]:
     FakeGitLab.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), FakeGitLab)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with http_server_thread(FakeGitLab) as url:
+        yield url
 
 
 def backend(url: str, **overrides: object) -> GitLabBackend:

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from stack.launcher import Ports, launch
-from stack.processes import PROMETHEUS_DIR, free_port
+from stack.processes import PROMETHEUS_DIR
+from tests.helpers.net import free_port
 
 
 def test_a_relative_workdir_still_loads_every_rule_and_wires_every_target(
