@@ -29,12 +29,12 @@ $(STAMP):
 
 install: $(STAMP) ## Create .venv and install the package with TensorFlow and dev tools
 
-system-deps: ## Debian tools the tests use for real: Prometheus, Alertmanager, wrk, docker-compose (config check only)
-	@command -v promtool >/dev/null && command -v amtool >/dev/null && command -v wrk >/dev/null && command -v docker-compose >/dev/null || { \
+system-deps: ## Debian tools the tests use for real: Prometheus, Alertmanager, wrk, docker-compose (config check only), chromium (the page's browser test)
+	@command -v promtool >/dev/null && command -v amtool >/dev/null && command -v wrk >/dev/null && command -v docker-compose >/dev/null && command -v chromium >/dev/null || { \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      prometheus prometheus-alertmanager wrk docker-compose >/dev/null; \
-	  else echo "install prometheus (promtool), prometheus-alertmanager and wrk with your package manager"; fi; }
+	      prometheus prometheus-alertmanager wrk docker-compose chromium >/dev/null; \
+	  else echo "install prometheus (promtool), prometheus-alertmanager, wrk and chromium with your package manager"; fi; }
 
 quickstart: install repro ## Install, then run the whole pipeline and print the metrics
 
@@ -96,10 +96,11 @@ test: $(STAMP) system-deps ci-tools ## Run the whole test suite (unit, data, ser
 test-fast: $(STAMP) ## Run the tests that do not run the whole pipeline
 	$(BIN)/python -m pytest -m "not slow"
 
-lint: $(STAMP) ## black --check, flake8, mypy (strict on src/, service/, retrainer/)
+lint: $(STAMP) ## black --check, flake8, mypy (strict on src/, service/, retrainer/), import-linter contracts
 	$(BIN)/black --check .
 	$(BIN)/flake8
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Reformat the code with black
 	$(BIN)/black .
@@ -149,7 +150,7 @@ ci-export: $(STAMP) ## CI retrain: the labelled production rows of MLOOP_PREDICT
 	@test -n "$$MLOOP_PREDICTION_LOG_URL" || { echo "MLOOP_PREDICTION_LOG_URL is not set: the retrain pipeline needs the prediction log (a masked CI variable)"; exit 2; }
 	python -m mloop.ci remote
 	@$(DVC_PULL_CHAMPION)
-	python -m service.log_export export --db "$$MLOOP_PREDICTION_LOG_URL" --bundle models/champion \
+	python -m service.prediction_log export --db "$$MLOOP_PREDICTION_LOG_URL" --bundle models/champion \
 	  --out data/feedback/production.parquet
 
 ci-commit-back: $(STAMP) ## CI retrain: commit dvc.lock and the tracked reports to the branch, pushed with ci.skip
