@@ -36,7 +36,13 @@ from serving_bench.bodies import write_bodies  # noqa: E402  (this folder's pack
 from serving_bench.contenders import Contender, Context  # noqa: E402
 from serving_bench.load import lua_script, run_wrk  # noqa: E402
 from serving_bench.scenarios import head_to_head  # noqa: E402
-from serving_bench.servers import Server, base_env, free_port, http_request, running  # noqa: E402
+from serving_bench.servers import (  # noqa: E402
+    Server,
+    base_env,
+    http_request,
+    running,
+    service_server,
+)
 from serving_bench.settings import FULL, REPO  # noqa: E402
 
 PUBLISH = """
@@ -67,23 +73,17 @@ def publish(tree: Path, source: Path, target: Path) -> None:
 
 
 def server(name: str, tree: Path, bundle: Path, workdir: Path, instrumented: bool) -> Server:
-    env = tree_env(tree)
-    env.update(
-        MLOOP_BUNDLE_DIR=str(bundle),
-        MLOOP_PREDICTION_LOG_URL=f"sqlite:///{workdir}/{name}.db",
-        MLOOP_ADMIN_TOKEN="ab-" + os.urandom(8).hex(),
-    )
-    if not instrumented:
-        env.update(MLOOP_METRICS_ENABLED="false", MLOOP_PREDICTION_LOG_ENABLED="false")
-    port = free_port()
-    return Server(
-        name=name,
-        argv=[sys.executable, "-m", "service", "--port", str(port), "--workers", "1"],
-        env=env,
-        cwd=tree,
-        ready_path="/ready",
-        port=port,
-        log_path=workdir / "logs" / f"{name}.log",
+    """``python -m service`` of ``tree``, with its own log database."""
+    token = "ab-" + os.urandom(8).hex()
+    return service_server(
+        name,
+        bundle,
+        workdir,
+        instrumented,
+        token,
+        tree=tree,
+        env=tree_env(tree),
+        log_db=f"{name}.db",
     )
 
 

@@ -158,13 +158,21 @@ def base_env() -> dict[str, str]:
 
 
 def service_server(
-    name: str, bundle: Path, workdir: Path, instrumented: bool, admin_token: str
+    name: str,
+    bundle: Path,
+    workdir: Path,
+    instrumented: bool,
+    admin_token: str,
+    tree: Path = REPO,
+    env: dict[str, str] | None = None,
+    log_db: str = "pred.db",
 ) -> Server:
-    """``python -m service`` (this repo's code), 1 worker; instrumented ones share pred.db."""
-    env = base_env()
+    """``python -m service`` of ``tree`` (this repo by default, with ``env``), 1 worker; by
+    default, instrumented ones share pred.db."""
+    env = dict(env) if env is not None else base_env()
     env.update(
         MLOOP_BUNDLE_DIR=str(bundle),
-        MLOOP_PREDICTION_LOG_URL=f"sqlite:///{workdir}/pred.db",
+        MLOOP_PREDICTION_LOG_URL=f"sqlite:///{workdir}/{log_db}",
         MLOOP_ADMIN_TOKEN=admin_token,
     )
     if not instrumented:
@@ -174,7 +182,7 @@ def service_server(
         name=name,
         argv=[sys.executable, "-m", "service", "--port", str(port), "--workers", "1"],
         env=env,
-        cwd=REPO,
+        cwd=tree,
         ready_path="/ready",
         port=port,
         log_path=workdir / "logs" / f"{name}.log",

@@ -4,6 +4,12 @@ acknowledgements, and replace it when it dies.
 If the writer dies, what it had not acknowledged is counted lost, and new calls are dropped and
 counted while a new writer is started, after a pause that doubles with each death in a row (1 s up
 to a minute). Every count goes through the shipper's :class:`Ledger`, under its lock.
+
+A starved writer is raised (:meth:`WriterSupervisor.keep_up`) by the receiver whenever a grace
+period passes without a message, not by the shipper: a shipment larger than the pipe's buffer
+blocks the shipper in ``send`` until the writer reads, which an idle-class writer on a saturated
+core never does (measured: with the check after each send, the writer stayed idle-class for
+seconds, the queue filled and rows were dropped).
 """
 
 from __future__ import annotations
@@ -184,14 +190,7 @@ class WriterSupervisor:
 
     def keep_up(self) -> None:
         """Raise a starved writer: rows are pending and none was acknowledged for BACKLOG_GRACE_S
-        (by requests, or by other processes, a saturated core starves an idle-class task).
-
-        Called by the receiver whenever a grace period passes without a message, not by the
-        shipper: a shipment larger than the pipe's buffer blocks the shipper in ``send`` until the
-        writer reads, which an idle-class writer on a saturated core never does (measured: with
-        the check after each send, the writer stayed idle-class for seconds, the queue filled and
-        rows were dropped).
-        """
+        (a saturated core starves an idle-class task). Called by the receiver: see the module."""
         ledger = self._ledger
         with ledger.lock:
             behind = (
