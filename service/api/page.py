@@ -29,13 +29,12 @@ from service.runtime import Runtime
 from service.api.page_inputs import (
     CsvProblem,
     _download_name,
-    _repeated,
     csv_message,
     field_views,
     number_text,
     predictions_csv,
     read_csv,
-    record_of,
+    record_json,
 )
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -54,9 +53,9 @@ _templates = Environment(
 )
 
 
-async def _predict(runtime: Runtime, payload: Any) -> tuple[int, dict[str, Any]]:
-    """``payload`` through the code of ``POST /predict``, in a worker thread; its status and answer."""
-    status, answer = await run_in_threadpool(runtime.predict, orjson.dumps(payload), in_worker=True)
+async def _predict(runtime: Runtime, body: bytes) -> tuple[int, dict[str, Any]]:
+    """``body`` through the code of ``POST /predict``, in a worker thread; its status and answer."""
+    status, answer = await run_in_threadpool(runtime.predict, body, in_worker=True)
     decoded: dict[str, Any] = orjson.loads(answer)
     return status, decoded
 
@@ -147,17 +146,12 @@ class Page:
         async with request.form() as form:
             pairs = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
         values = dict(pairs)
-        repeated = _repeated([name for name, _ in pairs])
-        if repeated is not None:  # what the API answers for a repeated key
-            detail = [{"loc": ["body", repeated], "msg": f"key {repeated!r} appears twice"}]
-            status, answer = 422, {"detail": detail}
-        else:
-            status, answer = await _predict(self.runtime, record_of(pairs, model))
+        status, answer = await _predict(self.runtime, record_json(pairs, model))
         model = self.runtime.store.current  # the one that answered, if it was swapped meanwhile
         if status == 200 and model is not None:
             result = _result(answer, model.bundle.classes)
             return self.render(model, values=values, result=result)
-        names = {field.name for field in field_views(model)} if model else set()
+        names = set(model.codec.features) if model else set()
         field_errors: dict[str, list[str]] = {}
         errors = []
         for item in answer.get("detail", []):
@@ -184,8 +178,8 @@ class Page:
             header, rows, lines = read_csv(data)
         except CsvProblem as exc:
             return self.render(model, 400, csv_errors=[str(exc)])
-        records = [record_of(list(zip(header, row)), model) for row in rows]
-        status, answer = await _predict(self.runtime, records)
+        records = [record_json(list(zip(header, row)), model) for row in rows]
+        status, answer = await _predict(self.runtime, b"[" + b",".join(records) + b"]")
         if status != 200:
             messages = [csv_message(item, lines) for item in answer.get("detail", [])]
             return self.render(self.runtime.store.current, status, csv_errors=messages)

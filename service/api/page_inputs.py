@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 
+import orjson
+
 from mloop.config import ColumnSpec
 from service.model_store.store import LoadedModel
 
@@ -136,15 +138,16 @@ def wire_value(spec: ColumnSpec | None, text: str) -> Any:
     return number if math.isfinite(number) else text
 
 
-def record_of(pairs: list[tuple[str, str]], model: LoadedModel) -> dict[str, Any]:
-    """One /predict record from (name, text) pairs; the caller checks that no name repeats."""
+def record_json(pairs: list[tuple[str, str]], model: LoadedModel) -> bytes:
+    """One /predict record as JSON, from (name, text) pairs in their order. A name that repeats
+    stays repeated, so the API's own check answers it (a dict would keep one value silently)."""
     columns = model.bundle.schema.columns
-    record = {}
-    for name, text in pairs:
-        value = wire_value(columns.get(name), text)
-        if value is not _OMIT:
-            record[name] = value
-    return record
+    members = [
+        orjson.dumps(name) + b":" + orjson.dumps(value)
+        for name, value in ((name, wire_value(columns.get(name), text)) for name, text in pairs)
+        if value is not _OMIT
+    ]
+    return b"{" + b",".join(members) + b"}"
 
 
 def _repeated(names: list[str]) -> str | None:

@@ -91,6 +91,7 @@ class LogReader:
     def __init__(self, url: str, engine: Engine | None = None) -> None:
         """``engine``: share the shipper's (an in-memory SQLite database exists in it alone)."""
         self.url = url
+        self._owns_engine = engine is None
         self.engine: Engine = engine if engine is not None else create_log_engine(url)
 
     @classmethod
@@ -120,7 +121,9 @@ class LogReader:
         return reader
 
     def close(self) -> None:
-        self.engine.dispose()
+        """Release the connections of an engine this reader made (a shared one is its owner's)."""
+        if self._owns_engine:
+            self.engine.dispose()
 
     # ---------------------------------------------------------------------------- feedback
 

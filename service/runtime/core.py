@@ -29,7 +29,7 @@ from service.codecs.records import RecordCodec, RequestError
 from service.telemetry.drift import RecentWindow
 from service.telemetry.folding import HotPathSamples
 from service.codecs.labels import LabelCodec
-from service.runtime.feedback import Feedback
+from service.runtime.feedback import NO_MODEL, Feedback
 from service.runtime.housekeeping import Housekeeper
 from service.runtime.loop_owner import LoopOwner
 from service.model_store.store import LoadedModel, ModelStore
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mloop.service")
 GIL_SWITCH_INTERVAL_S = 0.0005
-NO_MODEL = orjson.dumps(
-    {"detail": [{"loc": [], "msg": "no model loaded yet", "type": "not_ready"}]}
-)
 
 
 class Runtime:

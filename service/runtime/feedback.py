@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from service.runtime.core import Runtime
 
 log = logging.getLogger("mloop.service")
+# Also the hot path's answer without a model (service.runtime.core).
 NO_MODEL = orjson.dumps(
     {"detail": [{"loc": [], "msg": "no model loaded yet", "type": "not_ready"}]}
 )

@@ -9,6 +9,7 @@ Needs chromium (``make system-deps``): without it these tests fail, they do not 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import os
 import shutil
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 import httpx
 import numpy as np
@@ -33,6 +34,8 @@ from tests.helpers.paths import IRIS_SCHEMA, TIPS_SCHEMA
 from tests.helpers.servers import Server, start_server, stop_server
 
 IRIS_FEATURES = load_schema(IRIS_SCHEMA).features
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+JSON = {"Content-Type": "application/json"}
 WIDTH = 1000  # the screenshot's width, and the page's
 BODY_LIMIT = 2 * 1024 * 1024  # MLOOP_MAX_FEEDBACK_BODY_BYTES's default: uploads share it
 MAX_ROWS = 10_000  # MLOOP_MAX_BATCH_ROWS's default (the other service tests take 50)
@@ -265,6 +268,21 @@ def test_a_csv_over_the_body_limit_is_refused_with_a_clear_message(
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert f"request body larger than {BODY_LIMIT} bytes".encode() in answer
+
+
+def test_a_repeated_form_field_gets_the_apis_duplicate_key_message(iris_server: Server) -> None:
+    # The form's pairs reach /predict's code as sent: the API's own check names the repeat.
+    record = flowers(0)[0]
+    name = IRIS_FEATURES[0]
+    pairs = [(key, str(value)) for key, value in record.items()] + [(name, "5.0")]
+    with iris_server.client() as client:
+        response = client.post("/", content=urlencode(pairs), headers=FORM)
+        json_body = b"{" + b",".join(f'"{key}":{value}'.encode() for key, value in pairs) + b"}"
+        api_answer = client.post("/predict", content=json_body, headers=JSON)
+    assert response.status_code == api_answer.status_code == 422
+    message = api_answer.json()["detail"][0]["msg"]
+    assert "appears twice" in message
+    assert message in html.unescape(response.text)
 
 
 def test_the_page_routes_are_counted_by_name(iris_server: Server) -> None:
