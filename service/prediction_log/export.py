@@ -35,7 +35,7 @@ from service.prediction_log.tables import PredictionLogError, redact
 DEFAULT_DB_URL = "sqlite:///predictions.db"
 DEFAULT_QUARANTINE_DIR = Path("data/quarantine")
 # mloop.bundle's file names, repeated: importing it loads the model runtimes (seconds, for a CLI
-# that reads two files); tests/service/prediction_log/test_prediction_log.py checks that they agree.
+# that reads two files); tests/service/prediction_log/test_export.py checks that they agree.
 SCHEMA_FILE = "schema.yaml"
 REFERENCE_FILE = "reference_stats.json"
 META_FILE = "bundle.json"

@@ -7,8 +7,10 @@ choosing (``segment_of``) and read back on the shipper's engine.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,8 @@ import pandas as pd
 from service.prediction_log.buffer import segment_of
 from service.prediction_log.reader import FeedbackResult, LogReader
 from service.prediction_log.shipper import LogShipper
+
+T0 = 1_717_243_200.0  # 2024-06-01T12:00:00Z: the tests' prediction time
 
 
 class RecordingLog(LogShipper):
@@ -56,3 +60,24 @@ class RecordingLog(LogShipper):
 
     def recent_features(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         return self.reader.recent_features(*args, **kwargs)
+
+
+def record_rows(
+    log: RecordingLog,
+    frame: pd.DataFrame,
+    features: list[str],
+    prefix: str,
+    created_at: float = T0,
+    version: str = "1",
+) -> list[str]:
+    ids = [f"{prefix}{i:04d}" for i in range(len(frame))]
+    outputs = frame["target"].to_numpy(dtype=float) + 0.5
+    assert log.record(
+        version, ids, frame[features].to_numpy(dtype=float), features, outputs, created_at
+    )
+    return ids
+
+
+def stored_ids(db: Path) -> list[str]:
+    with sqlite3.connect(db) as connection:
+        return [row[0] for row in connection.execute("SELECT id FROM predictions ORDER BY id")]

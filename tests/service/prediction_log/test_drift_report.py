@@ -22,9 +22,8 @@ from mloop.drift import (
 )
 from service.prediction_log.__main__ import app
 from tests.helpers.paths import DIABETES_SCHEMA
-from tests.helpers.prediction_log import RecordingLog
+from tests.helpers.prediction_log import T0, RecordingLog
 
-T0 = 1_717_243_200.0  # 2024-06-01T12:00:00Z
 SHIFTED = ["bmi", "bp", "s5"]
 
 
